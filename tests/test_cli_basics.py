@@ -1,0 +1,81 @@
+"""The command line itself: light start-up, doctor, devices, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from voiceagent.cli import app
+
+runner = CliRunner()
+
+HEAVY = ("torch", "ctranslate2", "llama_cpp", "onnxruntime", "piper", "faster_whisper",
+         "sounddevice", "soundfile", "numpy")
+
+
+@pytest.mark.unit
+def test_help_imports_no_heavy_library():
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from voiceagent.cli import app\n"
+        "result = CliRunner().invoke(app, ['--help'])\n"
+        "assert result.exit_code == 0, result.output\n"
+        "assert 'talk' in result.output or 'models' in result.output\n"
+        f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "", f"--help imported: {done.stdout.strip()}"
+
+
+@pytest.mark.unit
+def test_help_through_the_installed_script():
+    done = subprocess.run(
+        [sys.executable, "-m", "voiceagent", "--help"], capture_output=True, text=True
+    )
+    assert done.returncode == 0
+    for command in ("models", "devices", "doctor"):
+        assert command in done.stdout
+
+
+@pytest.mark.unit
+def test_bad_flag_is_a_usage_error():
+    result = runner.invoke(app, ["models", "list", "--no-such-flag"])
+    assert result.exit_code == 2
+
+
+@pytest.mark.unit
+def test_doctor_without_models_fails_with_the_fix():
+    result = runner.invoke(app, ["doctor", "--json"])
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)
+    assert report["ok"] is False
+    failed = {c["name"]: c for c in report["checks"] if c["status"] == "fail"}
+    assert "model whisper-tiny.en" in failed
+    assert failed["model whisper-tiny.en"]["fix"] == "voiceagent models pull whisper-tiny.en"
+    assert report["packages"]["faster-whisper"]
+    threads = next(c for c in report["checks"] if c["name"] == "threads")
+    assert threads["detail"].split()[0].isdigit()
+
+
+@pytest.mark.models
+def test_doctor_with_models_passes(models_env):
+    result = runner.invoke(app, ["doctor"])
+    checks = result.stdout.splitlines()
+    assert any(line.startswith("[ok  ] model smollm2-135m-instruct") for line in checks)
+    assert not any(line.startswith("[FAIL] model") for line in checks), result.stdout
+    assert any("portaudio" in line for line in checks)
+
+
+@pytest.mark.unit
+def test_devices_json_is_a_list():
+    result = runner.invoke(app, ["devices", "--json"])
+    assert result.exit_code == 0, result.stderr
+    devices = json.loads(result.stdout)
+    assert isinstance(devices, list)
+    for device in devices:
+        assert {"index", "name", "max_input_channels", "max_output_channels"} <= set(device)

@@ -1,0 +1,3 @@
+from voiceagent.cli import main
+
+main()
