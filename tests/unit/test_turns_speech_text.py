@@ -1,0 +1,221 @@
+"""Normalising LLM output for a TTS voice."""
+
+from __future__ import annotations
+
+import random
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from voiceagent.turns.number_words import (
+    digit_run_to_words,
+    digits_to_words,
+    number_to_words,
+    ordinal_to_words,
+    year_to_words,
+)
+from voiceagent.turns.speech_text import text_for_speech
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize(
+    ("number", "words"),
+    [
+        (0, "zero"),
+        (7, "seven"),
+        (13, "thirteen"),
+        (21, "twenty-one"),
+        (100, "one hundred"),
+        (105, "one hundred five"),
+        (999, "nine hundred ninety-nine"),
+        (1000, "one thousand"),
+        (1234, "one thousand two hundred thirty-four"),
+        (1_000_001, "one million one"),
+        (2_500_000_000, "two billion five hundred million"),
+        (-42, "minus forty-two"),
+        (10**15, "one zero zero zero zero zero zero zero zero zero zero zero zero zero zero zero"),
+    ],
+)
+def test_number_to_words(number: int, words: str) -> None:
+    assert number_to_words(number) == words
+
+
+@pytest.mark.parametrize(
+    ("number", "words"),
+    [
+        (1, "first"),
+        (2, "second"),
+        (3, "third"),
+        (5, "fifth"),
+        (12, "twelfth"),
+        (20, "twentieth"),
+        (21, "twenty-first"),
+        (100, "one hundredth"),
+        (1009, "one thousand ninth"),
+    ],
+)
+def test_ordinal_to_words(number: int, words: str) -> None:
+    assert ordinal_to_words(number) == words
+
+
+@pytest.mark.parametrize(
+    ("year", "words"),
+    [
+        (1999, "nineteen ninety-nine"),
+        (1900, "nineteen hundred"),
+        (1905, "nineteen oh five"),
+        (2000, "two thousand"),
+        (2005, "two thousand five"),
+        (2010, "twenty ten"),
+        (2024, "twenty twenty-four"),
+    ],
+)
+def test_year_to_words(year: int, words: str) -> None:
+    assert year_to_words(year) == words
+
+
+def test_digits_to_words() -> None:
+    assert digits_to_words("007") == "zero zero seven"
+    assert digit_run_to_words("007") == "zero zero seven"
+    assert digit_run_to_words("1200") == "one thousand two hundred"
+    assert digit_run_to_words("1" * 16) == " ".join(["one"] * 16)
+
+
+@pytest.mark.parametrize(
+    ("text", "spoken"),
+    [
+        # markdown
+        ("**Hello** _world_ and `ls -la`!", "Hello world and ls -la!"),
+        (
+            "# Shopping list\n- milk\n- eggs\n\n1. first\n2. second",
+            "Shopping list. milk. eggs. first. second.",
+        ),
+        ("> quoted wisdom", "quoted wisdom"),
+        ("See [the docs](https://docs.python.org/3/) now.", "See the docs now."),
+        ("![a cat](cat.png)", "a cat"),
+        ("Line one\n\n---\n\nLine two", "Line one. Line two"),
+        ("| Name | Age |\n|---|---|\n| Ann | 30 |", "Name, Age. Ann, thirty."),
+        ("Run this:\n```python\nprint('hi')\n```\nDone.", "Run this: (code omitted) Done."),
+        ("~~old~~ new <b>bold</b>", "old new bold"),
+        # links and emails
+        ("Go to https://www.example.com/path?q=1.", "Go to example dot com."),
+        ("Visit github.com/voiceagent today", "Visit github dot com today"),
+        ("Write to jane.doe@mail.example.org", "Write to jane dot doe at mail dot example dot org"),
+        # numbers
+        (
+            "I have 3 cats and 1,234 fish.",
+            "I have three cats and one thousand two hundred thirty-four fish.",
+        ),
+        (
+            "Pi is 3.14 and it is -5 outside.",
+            "Pi is three point one four and it is minus five outside.",
+        ),
+        ("It's 3.5 liters.", "It's three point five liters."),
+        ("the 1st, 2nd, 3rd and 22nd", "the first, second, third and twenty-second"),
+        (
+            "Born in 1999, moved in 2024.",
+            "Born in nineteen ninety-nine, moved in twenty twenty-four.",
+        ),
+        ("the 1990s and the '80s", "the nineteen nineties and the eighties"),
+        ("Save 25% now", "Save twenty-five percent now"),
+        ("It costs $5.", "It costs five dollars."),
+        ("That's €3.20 or £1.", "That's three euros and twenty cents or one pound."),
+        ("Only $0.99", "Only ninety-nine cents"),
+        ("A $2.5 billion deal", "A two point five billion dollars deal"),
+        ("Meet at 3:45 pm or 9am.", "Meet at three forty-five P M or nine A M."),
+        ("The train leaves at 15:30.", "The train leaves at fifteen thirty."),
+        ("At 7:05 sharp", "At seven oh five sharp"),
+        ("Add 1/2 cup", "Add one half cup"),
+        ("Pages 10–20", "Pages ten to twenty"),
+        ("Agent 007", "Agent zero zero seven"),
+        ("Roughly ~5 km, 2x faster", "Roughly about five kilometers, two times faster"),
+        ("Version 2.1.0", "Version two point one point zero"),
+        # units
+        ("It is 5 km away and weighs 1 kg.", "It is five kilometers away and weighs one kilogram."),
+        ("Drive at 60 mph", "Drive at sixty miles per hour"),
+        (
+            "It's 21°C, or -3 °F.",
+            "It's twenty-one degrees Celsius, or minus three degrees Fahrenheit.",
+        ),
+        ("Latency 300ms with 16 GB", "Latency three hundred milliseconds with sixteen gigabytes"),
+        # abbreviations and symbols
+        ("Dr. Smith and Mr. Jones", "Doctor Smith and Mister Jones"),
+        ("Mrs. Brown lives on Baker St.", "Missus Brown lives on Baker Street."),
+        ("St. Louis is nice", "Saint Louis is nice"),
+        (
+            "Fruit, e.g. apples, i.e. red ones, etc.",
+            "Fruit, for example apples, that is red ones, et cetera.",
+        ),
+        ("Cats vs. dogs", "Cats versus dogs"),
+        ("Salt & pepper", "Salt and pepper"),
+        ("I love C# and C++", "I love C sharp and C plus plus"),
+        # emoji and scripts
+        ("Great job! 🎉👍🏽", "Great job!"),
+        ("Café 日本語 Ελληνικά हिन्दी", "Café 日本語 Ελληνικά हिन्दी"),
+        ("Hello \u200bworld\u00ad!", "Hello world!"),
+        # whitespace
+        ("  lots   of\t\tspace \n\n here ", "lots of space. here"),
+        ("", ""),
+        ("*** ### ``` ", ""),
+        ("Like so:\n```sh\nrm -rf build", "Like so: (code omitted)"),
+    ],
+)
+def test_text_for_speech(text: str, spoken: str) -> None:
+    assert text_for_speech(text) == spoken
+
+
+FORBIDDEN = set("*`_#[]{}<>|\\/~^") | set("0123456789")
+markdown_alphabet = st.sampled_from(
+    list("abc XYZ 123.,:;!?-–—$€£%@/*_#[]()`<>|~\n\t°'\"")
+    + ["```", "**", "http://", "www.", "😀", "ß", "日"]
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.one_of(
+        st.text(max_size=10_000),
+        st.lists(markdown_alphabet, max_size=3_000).map("".join),
+    )
+)
+def test_any_unicode_gives_clean_speakable_text(text: str) -> None:
+    spoken = text_for_speech(text)
+    assert isinstance(spoken, str)
+    assert not FORBIDDEN & set(spoken), spoken
+    assert "://" not in spoken
+    assert spoken == spoken.strip()
+    assert "  " not in spoken
+    spoken.encode("utf-8")  # no lone surrogates or other unencodable leftovers
+
+
+ADVERSARIAL = {
+    "letters": "a" * 10_000,
+    "digits": "1" * 10_000,
+    "digit groups": "1,000" * 2_000,
+    "brackets": "[" * 10_000,
+    "unclosed links": "[a](" * 2_500,
+    "schemes": "http://" * 1_400,
+    "at signs": "a@" * 5_000,
+    "dotted": "a." * 5_000,
+    "hyphenated domain": "a-" * 5_000 + ".com",
+    "fences": "```" * 3_333,
+    "decimals": ".5" * 5_000,
+    "versions": "1.1" * 3_333,
+    "money": "$1" * 5_000,
+    "clock": "1:11" * 2_500,
+    "tags": "<a " * 3_333,
+    "emoji": "😀" * 10_000,
+    "table rows": "|a|b|\n" * 2_000,
+    "mixed": "".join(random.Random(7).choice("ab1.,:-$%@/ *_#[]()`\n€°") for _ in range(10_000)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ADVERSARIAL))
+def test_long_adversarial_input_is_fast(name: str) -> None:
+    started = time.perf_counter()
+    text_for_speech(ADVERSARIAL[name])
+    # Linear passes take a few ms here; catastrophic backtracking would take minutes.
+    assert time.perf_counter() - started < 1.0
