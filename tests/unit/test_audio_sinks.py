@@ -1,0 +1,83 @@
+"""WavFileSink: the assistant's voice written to a WAV file, with where each chunk landed."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from voiceagent.audio.clock import FakeClock
+from voiceagent.audio.sinks import AudioSink, WavFileSink, WrittenChunk
+from voiceagent.errors import AudioError
+
+pytestmark = pytest.mark.unit
+
+
+def test_chunks_are_recorded_and_resampled(tmp_path: Path) -> None:
+    path = tmp_path / "reply.wav"
+    clock = FakeClock(start_s=5.0)
+    with WavFileSink.open(path, 22050, clock=clock) as sink:
+        assert isinstance(sink, AudioSink)
+        assert sink.first_sample_time_s is None
+        sink.write(np.full(22050, 0.5, dtype=np.float32), 22050)
+        clock.advance(2.0)
+        sink.write(np.full(16000, -0.5, dtype=np.float32), 16000)  # resampled to 22050
+        assert sink.first_sample_time_s == 5.0
+        assert sink.played_samples == pytest.approx(2 * 22050, abs=2)
+        assert sink.played_s == pytest.approx(2.0, abs=1e-3)
+        # Not visible under its final name until closed.
+        assert not path.exists()
+    assert sink.chunks[0] == WrittenChunk(0, 22050, 22050, 5.0)
+    assert sink.chunks[1].start_sample == 22050
+    assert sink.chunks[1].start_s == pytest.approx(1.0)
+    assert sink.chunks[1].written_at_s == 7.0
+    data, rate_hz = soundfile.read(path, dtype="float32")
+    assert rate_hz == 22050
+    assert data.size == sink.played_samples
+    assert data[1000] == pytest.approx(0.5, abs=1e-3)
+    assert data[22050 + 1000] == pytest.approx(-0.5, abs=1e-2)
+    assert [entry.name for entry in tmp_path.iterdir()] == ["reply.wav"]
+
+
+def test_pad_to_clock_inserts_idle_silence(tmp_path: Path) -> None:
+    path = tmp_path / "timed.wav"
+    clock = FakeClock()
+    sink = WavFileSink.open(path, 16000, clock=clock, pad_to_clock=True)
+    clock.advance(1.5)
+    sink.write(np.full(8000, 0.5, dtype=np.float32), 16000)
+    sink.close()
+    sink.close()  # closing twice is harmless
+    assert sink.chunks[0].start_s == pytest.approx(1.5)
+    assert sink.played_samples == 8000
+    data, _ = soundfile.read(path, dtype="float32")
+    assert data.size == 24000 + 8000
+    assert not data[:24000].any()
+
+
+def test_mark_start_and_clear_restart_timing(tmp_path: Path) -> None:
+    clock = FakeClock(start_s=1.0)
+    with WavFileSink.open(tmp_path / "out.wav", 16000, clock=clock) as sink:
+        sink.write(np.zeros(160, dtype=np.float32), 16000)
+        sink.mark_start()
+        assert sink.first_sample_time_s is None
+        clock.advance(1.0)
+        sink.write(np.zeros(160, dtype=np.float32), 16000)
+        assert sink.first_sample_time_s == 2.0
+        sink.clear()
+        assert sink.first_sample_time_s is None
+        asyncio.run(sink.drain())
+
+
+def test_write_after_close_is_an_error(tmp_path: Path) -> None:
+    sink = WavFileSink.open(tmp_path / "out.wav", 16000)
+    sink.close()
+    with pytest.raises(RuntimeError):
+        sink.write(np.zeros(10, dtype=np.float32), 16000)
+
+
+def test_missing_folder_is_an_audio_error(tmp_path: Path) -> None:
+    with pytest.raises(AudioError, match="exists"):
+        WavFileSink.open(tmp_path / "no" / "out.wav", 16000)
