@@ -213,6 +213,113 @@ def doctor(
         raise typer.Exit(1)
 
 
+# --- conversation -------------------------------------------------------------------------
+
+
+def _settings(**overrides: object):  # noqa: ANN202
+    from voiceagent.config import load_settings
+
+    return load_settings().with_overrides(**overrides)
+
+
+@app.command()
+@friendly_errors
+def talk(
+    input: Annotated[
+        str | None, typer.Option("--input", help="Microphone (name or index) or an audio file.")
+    ] = None,
+    output: Annotated[
+        str | None, typer.Option("--output", help="Speaker (name or index) or a .wav file.")
+    ] = None,
+    jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON event per line.")] = False,
+    stt: Annotated[str | None, typer.Option("--stt", help="Whisper model id or path.")] = None,
+    llm: Annotated[str | None, typer.Option("--llm", help="LLM id or GGUF path.")] = None,
+    voice: Annotated[str | None, typer.Option("--voice", help="Piper voice id or path.")] = None,
+    duplex: Annotated[
+        str, typer.Option("--duplex", help="half: ignore the mic while speaking; full: barge-in.")
+    ] = "half",
+    eou_silence_ms: Annotated[
+        int | None, typer.Option("--eou-silence-ms", help="Silence that ends a turn.", min=100)
+    ] = None,
+    max_turns: Annotated[int | None, typer.Option("--max-turns", min=1)] = None,
+    no_reply: Annotated[
+        bool, typer.Option("--no-reply", help="Listen only: print each utterance.")
+    ] = False,
+    fast: Annotated[
+        bool, typer.Option("--fast", help="Feed a file as fast as possible.")
+    ] = False,
+    no_log: Annotated[bool, typer.Option("--no-log", help="Keep no session log.")] = False,
+) -> None:
+    """Talk with the assistant: microphone to speaker, or files."""
+    from voiceagent.errors import UsageError
+    from voiceagent.session import Duplex
+    from voiceagent.talk import TalkOptions, run_talk
+
+    try:
+        duplex_mode = Duplex(duplex)
+    except ValueError:
+        raise UsageError(f"--duplex must be half or full, not {duplex!r}.") from None
+    settings = _settings(
+        stt_model=stt, llm_model=llm, voice=voice, eou_silence_ms=eou_silence_ms
+    )
+    options = TalkOptions(
+        input=input, output=output, jsonl=jsonl, duplex=duplex_mode, no_reply=no_reply,
+        fast=fast, max_turns=max_turns, log=not no_log,
+    )  # fmt: skip
+    run_talk(settings, options)
+
+
+@app.command()
+@friendly_errors
+def transcribe(
+    files: Annotated[list[Path], typer.Argument(help="Audio files.")],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    stt: Annotated[str | None, typer.Option("--stt", help="Whisper model id or path.")] = None,
+) -> None:
+    """Transcribe audio files (nothing is invented from silence or music)."""
+    from voiceagent.transcribe import transcribe_files
+
+    for result in transcribe_files(files, _settings(stt_model=stt)):
+        if as_json:
+            print_json(result.to_json())
+        else:
+            note = f"  (dropped: {result.dropped})" if result.dropped else ""
+            typer.echo(f"{result.file}: {result.text}{note}")
+
+
+@app.command()
+@friendly_errors
+def say(
+    text: Annotated[str, typer.Argument(help="What to say.")],
+    output: Annotated[
+        str | None, typer.Option("--output", help="Speaker (name or index) or a .wav file.")
+    ] = None,
+    voice: Annotated[str | None, typer.Option("--voice", help="Piper voice id or path.")] = None,
+) -> None:
+    """Speak text with the Piper voice."""
+    from voiceagent.speak import say_text
+
+    written = say_text(text, _settings(voice=voice), output)
+    if written:
+        typer.echo(f"wrote {written}", err=True)
+
+
+@app.command()
+@friendly_errors
+def chat(
+    llm: Annotated[str | None, typer.Option("--llm", help="LLM id or GGUF path.")] = None,
+    speak: Annotated[bool, typer.Option("--speak", help="Also speak each reply.")] = False,
+    voice: Annotated[str | None, typer.Option("--voice", help="Piper voice id or path.")] = None,
+    output: Annotated[
+        str | None, typer.Option("--output", help="With --speak: speaker or a .wav file.")
+    ] = None,
+) -> None:
+    """Type instead of speaking; replies are printed (and spoken with --speak)."""
+    from voiceagent.speak import run_chat
+
+    run_chat(_settings(llm_model=llm, voice=voice), speak=speak, output=output)
+
+
 def main() -> None:
     """Entry point of the ``voiceagent`` script."""
     try:

@@ -1,0 +1,160 @@
+"""Scripted timelines for the session's turn-taking: fakes for the models, real logic.
+
+Audio is made of silence and loud bursts ("speech"), played through the real FileSource at
+real-time pace on a fake clock, so a 10 s timeline runs in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from voiceagent.audio.clock import FakeClock
+from voiceagent.audio.files import write_wav
+from voiceagent.audio.sinks import WavFileSink
+from voiceagent.audio.sources import FileSource
+from voiceagent.events import (
+    CollectedEvents,
+    Dropped,
+    Interrupted,
+    Reply,
+    SpeechEnd,
+    SpeechStart,
+    TranscriptEvent,
+    Turn,
+)
+from voiceagent.session import Duplex, Models, SessionOptions, VoiceSession
+from voiceagent.testing.fakes import FakeLlm, FakeStt, FakeTts, FakeVad, scripted_audio
+
+pytestmark = pytest.mark.unit
+
+LONG_REPLY = " ".join(["This is a long answer that keeps going."] * 6)
+
+
+def run_session(
+    tmp_path: Path,
+    speech_s: list[tuple[float, float]],
+    total_s: float,
+    texts: list[str],
+    *,
+    reply: str = "Hello there. How can I help you today?",
+    duplex: Duplex = Duplex.HALF,
+    max_turns: int | None = None,
+) -> tuple[CollectedEvents, FakeStt, FakeLlm, VoiceSession]:
+    audio = scripted_audio(speech_s, total_s)
+    wav = tmp_path / "input.wav"
+    write_wav(wav, audio, 16000)
+    clock = FakeClock()
+    source = FileSource.open(wav, realtime=True, clock=clock, trailing_silence_ms=2000)
+    stt, llm, tts = FakeStt(texts), FakeLlm(reply), FakeTts()
+    models = Models(vad=FakeVad(), stt=stt, llm=llm, tts=tts)
+    sink = WavFileSink.open(tmp_path / "reply.wav", 16000, clock=clock, pad_to_clock=True)
+    events = CollectedEvents()
+    session = VoiceSession(
+        models, source, sink, events, clock,
+        SessionOptions(duplex=duplex, max_turns=max_turns),
+        system_prompt="Be brief.", history_tokens=500,
+    )  # fmt: skip
+    try:
+        asyncio.run(session.run())
+    finally:
+        sink.close()
+        models.close()
+    return events, stt, llm, session
+
+
+def test_one_utterance_makes_one_turn_with_every_latency(tmp_path):
+    events, stt, llm, _ = run_session(tmp_path, [(0.5, 2.5)], 4.0, ["What time is it?"])
+    starts = events.of(SpeechStart)
+    ends = events.of(SpeechEnd)
+    assert len(starts) == len(ends) == 1
+    assert starts[0].audio_s == pytest.approx(0.5, abs=0.1)
+    assert ends[0].audio_s == pytest.approx(2.5, abs=0.1)
+    turns = events.of(Turn)
+    assert len(turns) == 1
+    turn = turns[0]
+    assert turn.user_text == "What time is it?"
+    assert turn.reply_text == "Hello there. How can I help you today?"
+    for key in ("eou", "stt", "llm_first_token", "tts_first_audio", "voice_to_voice"):
+        assert turn.latency_ms[key] is not None, key
+    # A complete question ends the turn faster than the default 600 ms silence.
+    assert 200 <= turn.latency_ms["eou"] < 600
+    assert turn.speculative is True
+    assert llm.prompts[0][-1].content == "What time is it?"
+    assert events.of(Reply)[0].text == turn.reply_text
+
+
+def test_a_pause_mid_phrase_does_not_end_the_turn(tmp_path):
+    # 700 ms pause after "I want to" (mid-phrase), then the user goes on.
+    events, stt, llm, _ = run_session(
+        tmp_path, [(0.5, 1.5), (2.2, 3.2)], 6.0, ["I want to", "I want to go home."]
+    )
+    assert len(events.of(Turn)) == 1
+    assert events.of(Turn)[0].user_text == "I want to go home."
+    assert len(stt.calls) == 2  # the speculative transcript of the pause was thrown away
+    assert stt.calls[1] > stt.calls[0]
+
+
+def test_silence_and_a_cough_make_no_turn(tmp_path):
+    events, stt, _, _ = run_session(tmp_path, [(1.0, 1.1)], 4.0, ["phantom"])
+    assert events.of(SpeechStart) == []
+    assert events.of(Turn) == []
+    assert stt.calls == []
+
+
+def test_our_own_voice_repeated_back_is_dropped_as_echo(tmp_path):
+    reply = "The weather is sunny and warm today."
+    events, _, _, _ = run_session(
+        tmp_path, [(0.5, 2.0), (6.0, 7.5)], 10.0,
+        ["What is the weather?", "the weather is sunny and warm today"], reply=reply,
+    )  # fmt: skip
+    assert len(events.of(Turn)) == 1
+    drops = events.of(Dropped)
+    assert [d.reason for d in drops] == ["echo"]
+
+
+def test_half_duplex_ignores_speech_while_we_speak(tmp_path):
+    # The second burst starts while the long reply (~4.8 s) is still playing.
+    events, stt, _, _ = run_session(
+        tmp_path, [(0.5, 2.0), (3.5, 4.5)], 12.0, ["Tell me a story.", "Stop."],
+        reply=LONG_REPLY,
+    )  # fmt: skip
+    assert len(events.of(SpeechStart)) == 1
+    assert events.of(Interrupted) == []
+    assert len(events.of(Turn)) == 1
+
+
+def test_full_duplex_barge_in_interrupts_and_trims_history(tmp_path):
+    events, _, llm, session = run_session(
+        tmp_path, [(0.5, 2.0), (3.5, 4.5)], 12.0, ["Tell me a story.", "Stop please."],
+        reply=LONG_REPLY, duplex=Duplex.FULL,
+    )  # fmt: skip
+    interrupted = events.of(Interrupted)
+    assert len(interrupted) == 1
+    assert interrupted[0].silent_after_ms <= 100
+    heard = interrupted[0].played_text
+    assert heard and len(heard.split()) < len(LONG_REPLY.split())
+    assert LONG_REPLY.startswith(heard)
+    # The second question is answered with the trimmed reply in the history.
+    turns = events.of(Turn)
+    assert [t.user_text for t in turns] == ["Tell me a story.", "Stop please."]
+    second_prompt = llm.prompts[1]
+    assert second_prompt[-2].content == heard
+    assert second_prompt[-1].content == "Stop please."
+
+
+def test_max_turns_ends_the_session(tmp_path):
+    events, _, _, _ = run_session(
+        tmp_path, [(0.5, 1.5), (6.0, 7.0)], 10.0, ["One.", "Two."], max_turns=1
+    )
+    assert len(events.of(Turn)) == 1
+
+
+def test_transcripts_are_emitted_before_the_turn(tmp_path):
+    events, _, _, _ = run_session(tmp_path, [(0.5, 2.0)], 4.0, ["Hello."])
+    names = [type(e).__name__ for e in events.events]
+    assert names.index("SpeechEnd") < names.index("TranscriptEvent") < names.index("Turn")
+    assert isinstance(events.of(TranscriptEvent)[0].stt_ms, float)

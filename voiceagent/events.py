@@ -1,0 +1,150 @@
+"""The closed set of events a session emits, and where they go.
+
+Every event carries ``t_s``, seconds since the session started (on the session's clock).
+``to_json()`` gives the contract's JSON object for ``--jsonl``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar, Protocol, TextIO
+
+LATENCY_KEYS = ("eou", "stt", "llm_first_token", "tts_first_audio", "voice_to_voice")
+
+
+@dataclass(frozen=True)
+class Event:
+    name: ClassVar[str] = "event"
+    t_s: float
+
+    def to_json(self) -> dict[str, Any]:
+        data = {"event": self.name}
+        for key, value in asdict(self).items():
+            data[key] = round(value, 3) if isinstance(value, float) else value
+        return data
+
+
+@dataclass(frozen=True)
+class Listening(Event):
+    name: ClassVar[str] = "listening"
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class SpeechStart(Event):
+    name: ClassVar[str] = "speech_start"
+    audio_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class SpeechEnd(Event):
+    """The end of the utterance was decided; ``audio_s`` is where the voice stopped."""
+
+    name: ClassVar[str] = "speech_end"
+    audio_s: float = 0.0
+    eou_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class PartialTranscript(Event):
+    name: ClassVar[str] = "partial_transcript"
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class TranscriptEvent(Event):
+    name: ClassVar[str] = "transcript"
+    text: str = ""
+    stt_ms: float = 0.0
+    audio_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Dropped(Event):
+    """A turn the session will not answer (noise, echo, a phantom transcript, too short)."""
+
+    name: ClassVar[str] = "dropped"
+    reason: str = ""
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class Thinking(Event):
+    name: ClassVar[str] = "thinking"
+
+
+@dataclass(frozen=True)
+class Reply(Event):
+    name: ClassVar[str] = "reply"
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class Interrupted(Event):
+    name: ClassVar[str] = "interrupted"
+    played_text: str = ""
+    silent_after_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class Turn(Event):
+    name: ClassVar[str] = "turn"
+    index: int = 0
+    user_text: str = ""
+    reply_text: str = ""
+    latency_ms: dict[str, float | None] = field(default_factory=dict)
+    speculative: bool = False
+
+
+@dataclass(frozen=True)
+class ErrorEvent(Event):
+    name: ClassVar[str] = "error"
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class SessionEnd(Event):
+    name: ClassVar[str] = "session_end"
+    turns: int = 0
+    dropped: int = 0
+    input_overflows: int = 0
+    reply_file: str | None = None
+
+
+class EventSink(Protocol):
+    def emit(self, event: Event) -> None: ...
+
+
+class JsonlEvents:
+    """``--jsonl``: one JSON object per line on stdout, flushed at once."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream or sys.stdout
+
+    def emit(self, event: Event) -> None:
+        self._stream.write(json.dumps(event.to_json(), ensure_ascii=False) + "\n")
+        self._stream.flush()
+
+
+class CollectedEvents:
+    """Keeps every event in a list (tests, the benchmark)."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def emit(self, event: Event) -> None:
+        self.events.append(event)
+
+    def of(self, kind: type[Event]) -> list[Any]:
+        return [e for e in self.events if isinstance(e, kind)]
+
+
+class FanOut:
+    def __init__(self, *sinks: EventSink) -> None:
+        self._sinks = sinks
+
+    def emit(self, event: Event) -> None:
+        for sink in self._sinks:
+            sink.emit(event)

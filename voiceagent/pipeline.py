@@ -1,0 +1,82 @@
+"""Build a session's models from settings: resolve ids or paths, load each on its worker."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from voiceagent.config import Settings
+from voiceagent.models.catalog import ModelKind
+from voiceagent.models.store import resolve_model
+from voiceagent.session import Models
+from voiceagent.workers import ModelWorker
+
+
+def resolve_all(settings: Settings, reply: bool) -> dict[str, Path]:
+    """Check every model exists and is intact before anything is loaded (fail fast)."""
+    paths = {
+        "vad": resolve_model(settings.vad_model, ModelKind.VAD),
+        "stt": resolve_model(settings.stt_model, ModelKind.STT),
+    }
+    if reply:
+        paths["llm"] = resolve_model(settings.llm_model, ModelKind.LLM)
+        paths["tts"] = resolve_model(settings.voice, ModelKind.TTS)
+    return paths
+
+
+def load_models(settings: Settings, reply: bool) -> Models:
+    """Load the models, each on its own worker thread, in parallel."""
+    from voiceagent.backends.faster_whisper import WhisperStt
+    from voiceagent.backends.silero import SileroVad
+
+    paths = resolve_all(settings, reply)
+    threads = settings.threads
+    ids = {"vad": settings.vad_model, "stt": settings.stt_model}
+    loaders: dict[str, Callable[[], Any]] = {
+        "vad": lambda: SileroVad.load(paths["vad"], threads=1),
+        "stt": lambda: WhisperStt.load(paths["stt"], threads=threads),
+    }
+    if reply:
+        from voiceagent.backends.llama_cpp import LlamaLlm
+        from voiceagent.backends.piper import PiperTts
+
+        ids.update(llm=settings.llm_model, tts=settings.voice)
+
+        def load_llm() -> LlamaLlm:
+            llm = LlamaLlm.load(
+                paths["llm"], threads=threads, context_tokens=settings.context_tokens
+            )
+            llm.warm_up(settings.system_prompt)
+            return llm
+
+        loaders["llm"] = load_llm
+        loaders["tts"] = lambda: PiperTts.load(paths["tts"], threads=1)
+    workers = {name: ModelWorker(name) for name in loaders}
+    futures = {name: workers[name].submit(load) for name, load in loaders.items()}
+    loaded: dict[str, Any] = {}
+    first_error: BaseException | None = None
+    for name, future in futures.items():
+        try:
+            loaded[name] = future.result()
+        except BaseException as exc:  # re-raised below, after the others are closed
+            first_error = first_error or exc
+    if first_error is not None:
+        for model in loaded.values():
+            model.close()
+        for worker in workers.values():
+            worker.close()
+        raise first_error
+    return Models(
+        vad=loaded["vad"],
+        stt=loaded["stt"],
+        llm=loaded.get("llm"),
+        tts=loaded.get("tts"),
+        workers=workers,
+        ids=ids,
+    )
+
+
+async def load_models_async(settings: Settings, reply: bool) -> Models:
+    return await asyncio.to_thread(load_models, settings, reply)

@@ -1,0 +1,173 @@
+"""One spoken reply: LLM tokens -> speakable chunks -> Piper -> the sink, all streamed.
+
+The LLM iterates on its own worker thread and hands text deltas to the event loop through an
+asyncio queue; each chunk is synthesised on the TTS worker while the LLM keeps writing. A
+generation number marks the reply: once the session bumps it (barge-in, shutdown) late tokens
+and audio are dropped and the LLM is told to stop between tokens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from voiceagent.audio.clock import Clock
+from voiceagent.audio.sinks import AudioSink
+from voiceagent.interfaces import ChatMessage, LanguageModel, ReplyLimits, TextToSpeech
+from voiceagent.turns.sentences import SpeakableChunker
+from voiceagent.turns.speech_text import text_for_speech
+from voiceagent.workers import ModelWorker
+
+
+@dataclass
+class SpokenChunk:
+    """A piece of the reply as it went to the sink, to tell later what the user heard."""
+
+    text: str
+    start_sample: int  # sink.played_samples before it was written
+    sample_count: int
+
+
+@dataclass
+class ReplyOutcome:
+    text: str = ""
+    llm_first_token_ms: float | None = None
+    tts_first_audio_ms: float | None = None
+    first_audio_s: float | None = None
+    chunks: list[SpokenChunk] = field(default_factory=list)
+    audio_end_s: float = 0.0  # clock time the last written sample finishes playing
+    generated_tokens: int = 0
+    llm_s: float = 0.0
+    tts_audio_s: float = 0.0
+    tts_compute_s: float = 0.0
+
+
+class Responder:
+    def __init__(
+        self,
+        llm: LanguageModel,
+        tts: TextToSpeech,
+        llm_worker: ModelWorker,
+        tts_worker: ModelWorker,
+        sink: AudioSink,
+        clock: Clock,
+        limits: ReplyLimits,
+    ) -> None:
+        self.llm = llm
+        self.tts = tts
+        self.llm_worker = llm_worker
+        self.tts_worker = tts_worker
+        self.sink = sink
+        self.clock = clock
+        self.limits = limits
+        self.speaking_until_s = 0.0
+        self.current: ReplyOutcome | None = None  # the reply being spoken, for barge-in
+
+    async def reply(
+        self,
+        messages: list[ChatMessage],
+        is_current: Callable[[], bool],
+        on_first_chunk_text: Callable[[str], None] | None = None,
+    ) -> ReplyOutcome:
+        """Generate and speak one reply; returns what was said and when.
+
+        ``is_current`` turns false when the reply is abandoned (barge-in or shutdown).
+        """
+        loop = asyncio.get_running_loop()
+        deltas: asyncio.Queue[str | None] = asyncio.Queue()
+        stop = threading.Event()
+        outcome = ReplyOutcome()
+        self.current = outcome
+        started_s = self.clock.now_s()
+
+        def should_stop() -> bool:
+            return stop.is_set() or not is_current()
+
+        def generate() -> None:
+            try:
+                for delta in self.llm.stream_reply(messages, self.limits, should_stop):
+                    loop.call_soon_threadsafe(deltas.put_nowait, delta)
+            finally:
+                loop.call_soon_threadsafe(deltas.put_nowait, None)
+
+        generation = asyncio.ensure_future(self.llm_worker.call(generate))
+        chunker = SpeakableChunker()
+        self.sink.mark_start()
+        try:
+            while (delta := await deltas.get()) is not None:
+                if outcome.llm_first_token_ms is None:
+                    outcome.llm_first_token_ms = (self.clock.now_s() - started_s) * 1000
+                outcome.text += delta
+                outcome.generated_tokens += 1
+                for chunk in chunker.feed(delta):
+                    if not is_current():
+                        break
+                    await self._speak(chunk, outcome, on_first_chunk_text)
+                if not is_current():
+                    break
+            outcome.llm_s = self.clock.now_s() - started_s
+            if is_current():
+                for chunk in chunker.flush():
+                    await self._speak(chunk, outcome, on_first_chunk_text)
+        finally:
+            stop.set()
+            await asyncio.shield(generation)
+        return outcome
+
+    async def _speak(
+        self,
+        chunk: str,
+        outcome: ReplyOutcome,
+        on_first_chunk_text: Callable[[str], None] | None,
+    ) -> None:
+        text = text_for_speech(chunk)
+        if not text.strip():
+            return
+        if on_first_chunk_text is not None and not outcome.chunks:
+            on_first_chunk_text(text)
+        asked_s = self.clock.now_s()
+        audio = await self.tts_worker.call(lambda: list(self.tts.synthesize(text)))
+        done_s = self.clock.now_s()
+        outcome.tts_compute_s += done_s - asked_s
+        if outcome.tts_first_audio_ms is None:
+            outcome.tts_first_audio_ms = (done_s - asked_s) * 1000
+        rate = self.tts.sample_rate_hz
+        samples = sum(len(a) for a in audio)
+        if samples == 0:
+            return
+        before = _written_position(self.sink)
+        for piece in audio:
+            self.sink.write(piece, rate)
+        if outcome.first_audio_s is None:
+            outcome.first_audio_s = self.sink.first_sample_time_s
+        duration_s = samples / rate
+        outcome.tts_audio_s += duration_s
+        self.speaking_until_s = max(self.speaking_until_s, done_s) + duration_s
+        outcome.audio_end_s = self.speaking_until_s
+        outcome.chunks.append(
+            SpokenChunk(text, before, _written_position(self.sink) - before)
+        )
+
+
+def _written_position(sink: AudioSink) -> int:
+    """Samples handed to the sink so far, whether played yet or still queued."""
+    return sink.played_samples + int(getattr(sink, "queued_samples", 0))
+
+
+def heard_text(chunks: list[SpokenChunk], heard_samples: int) -> str:
+    """The part of a reply the user heard before it was cut: whole chunks, then the share of
+    the cut chunk's words that fits the time it played."""
+    words: list[str] = []
+    for chunk in chunks:
+        if heard_samples >= chunk.start_sample + chunk.sample_count:
+            words.extend(chunk.text.split())
+        elif heard_samples > chunk.start_sample and chunk.sample_count:
+            share = (heard_samples - chunk.start_sample) / chunk.sample_count
+            chunk_words = chunk.text.split()
+            words.extend(chunk_words[: int(len(chunk_words) * share)])
+            break
+        else:
+            break
+    return " ".join(words)

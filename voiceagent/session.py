@@ -1,0 +1,538 @@
+"""VoiceSession: the conversation loop, LISTENING -> THINKING -> SPEAKING.
+
+One asyncio task reads audio frames; each model runs on its own worker thread. Times come
+from two clocks that never mix: *audio time* (samples counted at 16 kHz, used by the VAD and
+the end-of-utterance policy) and *session time* (the injectable clock, used for latencies).
+Each frame's arrival maps one onto the other, so "the user stopped talking" has a session time
+even though it is found by counting samples.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import difflib
+import re
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from enum import Enum, StrEnum
+from typing import Any, Protocol
+
+import numpy as np
+
+from voiceagent.audio.clock import Clock
+from voiceagent.audio.formats import FRAME_SAMPLES, PIPELINE_RATE_HZ, AudioFrame
+from voiceagent.audio.sinks import AudioSink
+from voiceagent.events import (
+    Dropped,
+    ErrorEvent,
+    Event,
+    EventSink,
+    Interrupted,
+    Listening,
+    Reply,
+    SessionEnd,
+    SpeechEnd,
+    SpeechStart,
+    Thinking,
+    TranscriptEvent,
+    Turn,
+)
+from voiceagent.history import ConversationHistory
+from voiceagent.interfaces import LanguageModel, ReplyLimits, SpeechToText, TextToSpeech
+from voiceagent.responder import Responder, heard_text
+from voiceagent.transcript_filter import check_transcript
+from voiceagent.turns.endpointing import EndpointAction, EndpointingConfig, EndpointingPolicy
+from voiceagent.turns.vad_state import (
+    SilenceStarted,
+    SpeechResumed,
+    SpeechStarted,
+    VadConfig,
+    VadStateMachine,
+)
+from voiceagent.workers import ModelWorker
+
+
+class VoiceActivityDetector(Protocol):
+    def probability(self, frame: np.ndarray) -> float: ...
+    def reset(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class Duplex(StrEnum):
+    HALF = "half"  # laptop speakers: the microphone is ignored while we speak
+    FULL = "full"  # headsets: the user may interrupt
+
+
+class State(Enum):
+    LISTENING = "listening"
+    THINKING = "thinking"
+    SPEAKING = "speaking"
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    duplex: Duplex = Duplex.HALF
+    reply: bool = True
+    realtime: bool = True
+    max_turns: int | None = None
+    endpointing: EndpointingConfig = field(default_factory=EndpointingConfig)
+    vad: VadConfig = field(default_factory=VadConfig)
+    limits: ReplyLimits = field(default_factory=ReplyLimits)
+    echo_tail_ms: float = 300.0  # half duplex: also ignore this long after our voice stops
+    max_buffer_s: float = 35.0
+
+
+@dataclass
+class Models:
+    """Loaded models and the worker thread each one runs on."""
+
+    vad: VoiceActivityDetector
+    stt: SpeechToText
+    llm: LanguageModel | None = None
+    tts: TextToSpeech | None = None
+    workers: dict[str, ModelWorker] = field(default_factory=dict)
+    ids: dict[str, str] = field(default_factory=dict)
+
+    def worker(self, name: str) -> ModelWorker:
+        if name not in self.workers:
+            self.workers[name] = ModelWorker(name)
+        return self.workers[name]
+
+    def close(self) -> None:
+        for worker in self.workers.values():
+            worker.close()
+        for model in (self.vad, self.stt, self.llm, self.tts):
+            if model is not None:
+                model.close()
+
+
+class FrameSource(Protocol):
+    @property
+    def overflow_count(self) -> int: ...
+    def frames(self) -> AsyncIterator[AudioFrame]: ...
+
+
+@dataclass
+class _Utterance:
+    start_sample: int
+    speech_started_s: float
+    voice_stopped_sample: int | None = None
+    voice_stopped_s: float | None = None  # session time
+    speculation: asyncio.Task[Any] | None = None
+    speculation_upto: int = 0
+
+
+@dataclass
+class SessionResult:
+    turns: list[Turn] = field(default_factory=list)
+    dropped: list[Dropped] = field(default_factory=list)
+    interruptions: int = 0
+    input_overflows: int = 0
+
+
+class VoiceSession:
+    def __init__(
+        self,
+        models: Models,
+        source: FrameSource,
+        sink: AudioSink | None,
+        events: EventSink,
+        clock: Clock,
+        options: SessionOptions,
+        system_prompt: str = "",
+        history_tokens: int = 1024,
+        turn_log: Any = None,
+    ) -> None:
+        self.models = models
+        self.source = source
+        self.sink = sink
+        self.events = events
+        self.clock = clock
+        self.options = options
+        self.turn_log = turn_log
+        self.state = State.LISTENING
+        self.result = SessionResult()
+        self._vad_state = VadStateMachine(options.vad)
+        self._policy = EndpointingPolicy(options.endpointing)
+        self._frames: deque[AudioFrame] = deque(
+            maxlen=int(options.max_buffer_s * PIPELINE_RATE_HZ / FRAME_SAMPLES)
+        )
+        self._utterance: _Utterance | None = None
+        self._generation = 0
+        self._respond_task: asyncio.Task[None] | None = None
+        self._responder: Responder | None = None
+        self._last_reply_text = ""
+        self._started_s = clock.now_s()
+        self._offset_s = 0.0  # session time minus audio time, from the latest frame
+        self.history: ConversationHistory | None = None
+        if options.reply:
+            assert models.llm is not None and models.tts is not None and sink is not None
+            llm = models.llm
+            self.history = ConversationHistory(
+                system_prompt, budget_tokens=history_tokens, count_tokens=llm.count_tokens
+            )
+            self._responder = Responder(
+                llm, models.tts, models.worker("llm"), models.worker("tts"),
+                sink, clock, options.limits,
+            )  # fmt: skip
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    def _now(self) -> float:
+        return self.clock.now_s() - self._started_s
+
+    def _emit(self, event: Event) -> None:
+        self.events.emit(event)
+
+    def _audio_between(self, start_sample: int, end_sample: int) -> np.ndarray:
+        pieces = [
+            f.samples[: f.valid_samples]
+            for f in self._frames
+            if f.sample_index + FRAME_SAMPLES > start_sample and f.sample_index < end_sample
+        ]
+        if not pieces:
+            return np.zeros(0, np.float32)
+        audio = np.concatenate(pieces)
+        first = next(f.sample_index for f in self._frames if f.sample_index + FRAME_SAMPLES > start_sample)
+        return audio[max(0, start_sample - first) : end_sample - first]
+
+    def _is_our_voice_playing(self) -> bool:
+        if self._responder is None:
+            return False
+        tail_s = self.options.echo_tail_ms / 1000
+        return self.clock.now_s() < self._responder.speaking_until_s + tail_s
+
+    @property
+    def _turns_done(self) -> bool:
+        limit = self.options.max_turns
+        return limit is not None and len(self.result.turns) >= limit
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    async def run(self) -> SessionResult:
+        """Listen until the source ends (or ``max_turns``), then finish the last reply."""
+        self._emit(Listening(self._now()))
+        vad_worker = self.models.worker("vad")
+        frames = self.source.frames()
+        try:
+            async with contextlib.aclosing(frames):
+                async for frame in frames:
+                    await self._on_frame(frame, vad_worker)
+                    if self._turns_done:
+                        break
+            await self._finish_listening()
+            if self._respond_task is not None:
+                await self._respond_task
+            if self.sink is not None:
+                await self.sink.drain()
+                if self.options.realtime and self._responder is not None:
+                    await self.clock.sleep_until(self._responder.speaking_until_s)
+        finally:
+            await self._cancel_reply()
+            self.result.input_overflows = self.source.overflow_count
+            self._emit(
+                SessionEnd(
+                    self._now(),
+                    turns=len(self.result.turns),
+                    dropped=len(self.result.dropped),
+                    input_overflows=self.result.input_overflows,
+                )
+            )
+        return self.result
+
+    async def _on_frame(self, frame: AudioFrame, vad_worker: ModelWorker) -> None:
+        frame_end = frame.sample_index + frame.valid_samples
+        self._offset_s = self._now() - frame_end / PIPELINE_RATE_HZ
+        if self.options.duplex is Duplex.HALF and self._is_our_voice_playing():
+            # We are talking: whatever the microphone hears now is probably us.
+            if self._vad_state.is_in_utterance or self._utterance is not None:
+                self._abandon_utterance()
+            return
+        self._frames.append(frame)
+        probability = await vad_worker.call(self.models.vad.probability, frame.samples)
+        for event in self._vad_state.update(probability, frame_end):
+            self._on_vad_event(event)
+        if self._utterance is not None:
+            await self._check_end_of_utterance(frame_end)
+        if not self.options.realtime and self._respond_task is not None:
+            # As fast as possible: one turn at a time, like a user who waits for the answer.
+            await self._respond_task
+
+    def _audio_time_to_session(self, sample: int) -> float:
+        return sample / PIPELINE_RATE_HZ + self._offset_s
+
+    def _on_vad_event(self, event: object) -> None:
+        if isinstance(event, SpeechStarted):
+            self._utterance = _Utterance(
+                start_sample=event.audio_start_sample,
+                speech_started_s=event.start_sample / PIPELINE_RATE_HZ,
+            )
+            self._emit(SpeechStart(self._now(), audio_s=event.start_sample / PIPELINE_RATE_HZ))
+            self._maybe_barge_in(event)
+        elif isinstance(event, SilenceStarted) and self._utterance is not None:
+            utterance = self._utterance
+            utterance.voice_stopped_sample = event.silence_start_sample
+            utterance.voice_stopped_s = self._audio_time_to_session(event.silence_start_sample)
+            self._start_speculation(utterance, event.detected_sample)
+        elif isinstance(event, SpeechResumed) and self._utterance is not None:
+            # The user only paused: the early transcript is stale.
+            self._utterance.voice_stopped_sample = None
+            self._utterance.voice_stopped_s = None
+            self._drop_speculation(self._utterance)
+
+    def _start_speculation(self, utterance: _Utterance, upto_sample: int) -> None:
+        self._drop_speculation(utterance)
+        audio = self._audio_between(utterance.start_sample, upto_sample)
+        utterance.speculation_upto = upto_sample
+        utterance.speculation = asyncio.ensure_future(
+            self.models.worker("stt").call(self.models.stt.transcribe, audio)
+        )
+
+    @staticmethod
+    def _drop_speculation(utterance: _Utterance) -> None:
+        if utterance.speculation is not None:
+            utterance.speculation.cancel()  # the running call finishes; its result is ignored
+            utterance.speculation = None
+
+    def _abandon_utterance(self) -> None:
+        if self._utterance is not None:
+            self._drop_speculation(self._utterance)
+        self._utterance = None
+        self._vad_state.reset()
+        self.models.vad.reset()
+
+    async def _check_end_of_utterance(self, frame_end: int) -> None:
+        utterance = self._utterance
+        assert utterance is not None
+        stats = self._vad_state.stats()
+        speech_s = stats.speech_samples / PIPELINE_RATE_HZ if stats else 0.0
+        speculation = utterance.speculation
+        partial = None
+        if speculation is not None and speculation.done() and not speculation.cancelled():
+            with contextlib.suppress(Exception):
+                partial = speculation.result().text
+        stopped = utterance.voice_stopped_sample
+        decision = self._policy.decide(
+            voice_stopped_s=None if stopped is None else stopped / PIPELINE_RATE_HZ,
+            now_s=frame_end / PIPELINE_RATE_HZ,
+            speech_duration_s=speech_s,
+            transcript=partial,
+            turn_start_s=utterance.speech_started_s,
+        )
+        if decision.action is EndpointAction.WAIT:
+            return
+        self._utterance = None
+        voiced_share = stats.voiced_share if stats else 0.0
+        self._vad_state.reset()
+        if decision.action is EndpointAction.TOO_SHORT:
+            self._drop_speculation(utterance)
+            self._record_drop("too_short", "")
+            return
+        await self._end_of_utterance(utterance, frame_end, voiced_share)
+
+    async def _end_of_utterance(
+        self, utterance: _Utterance, frame_end: int, voiced_share: float
+    ) -> None:
+        decided_s = self._now()
+        stop_sample = utterance.voice_stopped_sample
+        if stop_sample is None:  # cut at the maximum turn length while still talking
+            stop_sample = frame_end
+            utterance.voice_stopped_s = self._audio_time_to_session(frame_end)
+        voice_stopped_s = utterance.voice_stopped_s or decided_s
+        speculative = utterance.speculation is not None
+        if utterance.speculation is None:
+            audio = self._audio_between(utterance.start_sample, frame_end)
+            utterance.speculation = asyncio.ensure_future(
+                self.models.worker("stt").call(self.models.stt.transcribe, audio)
+            )
+        transcript = await utterance.speculation
+        ready_s = self._now()
+        eou_ms = (decided_s - voice_stopped_s) * 1000
+        self._emit(SpeechEnd(decided_s, audio_s=stop_sample / PIPELINE_RATE_HZ, eou_ms=eou_ms))
+        reason = check_transcript(transcript, voiced_share)
+        if reason is not None:
+            self._record_drop(str(getattr(reason, "value", reason)), transcript.text)
+            return
+        if self._is_echo(transcript.text):
+            self._record_drop("echo", transcript.text)
+            return
+        self._emit(
+            TranscriptEvent(ready_s, text=transcript.text, stt_ms=transcript.stt_ms,
+                            audio_s=transcript.audio_s)
+        )  # fmt: skip
+        latency: dict[str, float | None] = {
+            "eou": eou_ms,
+            "stt": transcript.stt_ms,
+            "transcript_ready": (ready_s - voice_stopped_s) * 1000,
+            "llm_first_token": None,
+            "tts_first_audio": None,
+            "voice_to_voice": None,
+        }
+        if not self.options.reply:
+            self._record_turn(transcript.text, "", latency, speculative)
+            return
+        await self._cancel_reply()  # one reply at a time
+        self._generation += 1
+        self._respond_task = asyncio.ensure_future(
+            self._respond(transcript.text, voice_stopped_s, latency, speculative, self._generation)
+        )
+
+    async def _respond(
+        self,
+        user_text: str,
+        voice_stopped_s: float,
+        latency: dict[str, float | None],
+        speculative: bool,
+        generation: int,
+    ) -> None:
+        assert self._responder is not None and self.history is not None
+        self.state = State.THINKING
+        self._emit(Thinking(self._now()))
+        self.history.add_user(user_text)
+
+        def is_current() -> bool:
+            return generation == self._generation
+
+        def first_chunk(_: str) -> None:
+            self.state = State.SPEAKING
+
+        try:
+            outcome = await self._responder.reply(self.history.messages(), is_current, first_chunk)
+        except Exception as exc:  # a model failing mid-turn must not end the session
+            # The unanswered user turn stays; the next one is merged into it.
+            self._emit(ErrorEvent(self._now(), message=f"reply failed: {exc}"))
+            self._respond_task = None
+            self.state = State.LISTENING
+            return
+        if not is_current():
+            return
+        reply_text = outcome.text.strip()
+        self.history.add_assistant(reply_text)
+        self._last_reply_text = reply_text
+        self._emit(Reply(self._now(), text=reply_text))
+        latency["llm_first_token"] = outcome.llm_first_token_ms
+        latency["tts_first_audio"] = outcome.tts_first_audio_ms
+        if outcome.first_audio_s is not None:
+            latency["voice_to_voice"] = (outcome.first_audio_s - self._started_s - voice_stopped_s) * 1000
+        self._record_turn(user_text, reply_text, latency, speculative)
+        self.state = State.LISTENING
+        self._respond_task = None
+
+    def _is_replying(self) -> bool:
+        """A reply is being generated, or its audio is still playing."""
+        if self._respond_task is not None:
+            return True
+        return self._responder is not None and self.clock.now_s() < self._responder.speaking_until_s
+
+    def _maybe_barge_in(self, event: SpeechStarted) -> None:
+        """Full duplex: confirmed user speech while we reply stops us at once.
+
+        Speech is only confirmed after the VAD's min_speech_ms, so a cough never gets here.
+        """
+        if self.options.duplex is not Duplex.FULL or self._responder is None:
+            return
+        if not self._is_replying():
+            return
+        assert self.sink is not None
+        responder = self._responder
+        self._generation += 1  # late tokens and audio of the old reply are dropped
+        heard_samples = self._heard_samples()
+        self.sink.clear()
+        cleared_s = self._now()
+        responder.speaking_until_s = self.clock.now_s()
+        task, self._respond_task = self._respond_task, None
+        if task is not None:
+            task.cancel()
+        self.state = State.LISTENING
+        current = responder.current
+        heard = heard_text(current.chunks, heard_samples) if current is not None else ""
+        if self.history is not None:
+            self.history.replace_last_assistant(heard)
+        self._last_reply_text = heard
+        self.result.interruptions += 1
+        confirmed_s = self._audio_time_to_session(event.detected_sample)
+        self._emit(
+            Interrupted(
+                cleared_s, played_text=heard, silent_after_ms=(cleared_s - confirmed_s) * 1000
+            )
+        )
+
+    def _heard_samples(self) -> int:
+        """How much of the current reply reached the user's ears, in output samples.
+
+        A speaker counts what it handed to the device; a file takes everything at once, so
+        there the reply's own timeline (first sample time + elapsed) tells what was heard.
+        """
+        assert self.sink is not None and self._responder is not None
+        current = self._responder.current
+        if current is None or current.first_audio_s is None:
+            return 0
+        elapsed_s = max(0.0, self.clock.now_s() - current.first_audio_s)
+        start = current.chunks[0].start_sample if current.chunks else 0
+        by_time = start + int(elapsed_s * self.sink.output_rate_hz)
+        return min(self.sink.played_samples, by_time)
+
+    async def _cancel_reply(self) -> None:
+        task = self._respond_task
+        if task is None:
+            return
+        self._generation += 1
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        self._respond_task = None
+
+    async def _finish_listening(self) -> None:
+        """The input ended: an utterance still waiting for its end is ended now."""
+        if self._utterance is not None and self._utterance.voice_stopped_sample is not None:
+            last = self._frames[-1] if self._frames else None
+            end = last.sample_index + last.valid_samples if last else 0
+            utterance, self._utterance = self._utterance, None
+            stats = self._vad_state.stats()
+            await self._end_of_utterance(utterance, end, stats.voiced_share if stats else 0.0)
+
+    # --- bookkeeping ------------------------------------------------------------------------
+
+    def _is_echo(self, text: str) -> bool:
+        """Half duplex: a transcript that repeats what we just said is our own voice."""
+        if self.options.duplex is not Duplex.HALF or not self._last_reply_text:
+            return False
+        heard = _words(text)
+        said = _words(self._last_reply_text)
+        if not heard or not said:
+            return False
+        matcher = difflib.SequenceMatcher(a=heard, b=said, autojunk=False)
+        matched = sum(block.size for block in matcher.get_matching_blocks())
+        return matched / len(heard) >= 0.7
+
+    def _record_drop(self, reason: str, text: str) -> None:
+        event = Dropped(self._now(), reason=reason, text=text)
+        self.result.dropped.append(event)
+        self._emit(event)
+
+    def _record_turn(
+        self,
+        user_text: str,
+        reply_text: str,
+        latency: dict[str, float | None],
+        speculative: bool,
+    ) -> None:
+        rounded = {k: (None if v is None else round(v, 1)) for k, v in latency.items()}
+        turn = Turn(
+            self._now(),
+            index=len(self.result.turns) + 1,
+            user_text=user_text,
+            reply_text=reply_text,
+            latency_ms=rounded,
+            speculative=speculative,
+        )
+        self.result.turns.append(turn)
+        self._emit(turn)
+        if self.turn_log is not None:
+            self.turn_log.write_turn(turn, self.models.ids)
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9']+", text.lower())
