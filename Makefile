@@ -27,6 +27,7 @@ setup-test: setup test-system-deps $(VENV)/.installed-test
 
 models: setup
 	$(BIN)/voiceagent models pull
+	$(BIN)/voiceagent models pull smart-turn-v3.2
 
 # PortAudio is the one system library the product needs.
 system-deps:

@@ -29,7 +29,7 @@ class Settings:
     stt_model: str = "whisper-tiny.en"
     llm_model: str = "smollm2-135m-instruct"
     voice: str = "piper-en_US-joe-medium"
-    turn_model: str | None = None
+    turn_model: str = "auto"  # "auto": Smart Turn when pulled; "none" for silence only
     eou_silence_ms: int = 600
     system_prompt: str = (
         "You are a helpful voice assistant. Answer in one or two short spoken sentences. "

@@ -40,11 +40,13 @@ class SpeechStart(Event):
 
 @dataclass(frozen=True)
 class SpeechEnd(Event):
-    """The end of the utterance was decided; ``audio_s`` is where the voice stopped."""
+    """The end of the utterance was decided; ``audio_s`` is where the voice stopped and
+    ``decided_audio_s`` the input position at which the decision was made."""
 
     name: ClassVar[str] = "speech_end"
     audio_s: float = 0.0
     eou_ms: float = 0.0
+    decided_audio_s: float = 0.0
 
 
 @dataclass(frozen=True)

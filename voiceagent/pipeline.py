@@ -13,6 +13,8 @@ from voiceagent.models.store import resolve_model
 from voiceagent.session import Models
 from voiceagent.workers import ModelWorker
 
+AUTO_TURN_MODEL = "smart-turn-v3.2"
+
 
 def resolve_all(settings: Settings, reply: bool) -> dict[str, Path]:
     """Check every model exists and is intact before anything is loaded (fail fast)."""
@@ -23,7 +25,24 @@ def resolve_all(settings: Settings, reply: bool) -> dict[str, Path]:
     if reply:
         paths["llm"] = resolve_model(settings.llm_model, ModelKind.LLM)
         paths["tts"] = resolve_model(settings.voice, ModelKind.TTS)
+    turn = turn_model_ref(settings)
+    if turn is not None:
+        paths["turn"] = resolve_model(turn, ModelKind.TURN)
     return paths
+
+
+def turn_model_ref(settings: Settings) -> str | None:
+    """The end-of-turn model to use: "auto" takes Smart Turn when it is in the store."""
+    ref = settings.turn_model
+    if ref in (None, "", "none", "off"):
+        return None
+    if ref == "auto":
+        from voiceagent.models.catalog import get_spec
+        from voiceagent.models.store import ModelStatus, check_model
+
+        spec = get_spec(AUTO_TURN_MODEL)
+        return AUTO_TURN_MODEL if check_model(spec).status == ModelStatus.READY else None
+    return ref
 
 
 def load_models(settings: Settings, reply: bool) -> Models:
@@ -53,6 +72,11 @@ def load_models(settings: Settings, reply: bool) -> Models:
 
         loaders["llm"] = load_llm
         loaders["tts"] = lambda: PiperTts.load(paths["tts"], threads=1)
+    if "turn" in paths:
+        from voiceagent.backends.smart_turn import SmartTurn
+
+        ids["turn"] = str(turn_model_ref(settings))
+        loaders["turn"] = lambda: SmartTurn.load(paths["turn"], threads=1)
     workers = {name: ModelWorker(name) for name in loaders}
     futures = {name: workers[name].submit(load) for name, load in loaders.items()}
     loaded: dict[str, Any] = {}
@@ -73,6 +97,7 @@ def load_models(settings: Settings, reply: bool) -> Models:
         stt=loaded["stt"],
         llm=loaded.get("llm"),
         tts=loaded.get("tts"),
+        turn=loaded.get("turn"),
         workers=workers,
         ids=ids,
     )

@@ -43,7 +43,12 @@ from voiceagent.history import ConversationHistory
 from voiceagent.interfaces import LanguageModel, ReplyLimits, SpeechToText, TextToSpeech
 from voiceagent.responder import Responder, heard_text
 from voiceagent.transcript_filter import check_transcript
-from voiceagent.turns.endpointing import EndpointAction, EndpointingConfig, EndpointingPolicy
+from voiceagent.turns.endpointing import (
+    EndpointAction,
+    EndpointingConfig,
+    EndpointingPolicy,
+    TurnDetectorHint,
+)
 from voiceagent.turns.vad_state import (
     SilenceStarted,
     SpeechResumed,
@@ -57,6 +62,11 @@ from voiceagent.workers import ModelWorker
 class VoiceActivityDetector(Protocol):
     def probability(self, frame: np.ndarray) -> float: ...
     def reset(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class TurnDetector(Protocol):
+    def end_probability(self, audio_16k: np.ndarray) -> float: ...
     def close(self) -> None: ...
 
 
@@ -92,6 +102,7 @@ class Models:
     stt: SpeechToText
     llm: LanguageModel | None = None
     tts: TextToSpeech | None = None
+    turn: TurnDetector | None = None
     workers: dict[str, ModelWorker] = field(default_factory=dict)
     ids: dict[str, str] = field(default_factory=dict)
 
@@ -103,7 +114,7 @@ class Models:
     def close(self) -> None:
         for worker in self.workers.values():
             worker.close()
-        for model in (self.vad, self.stt, self.llm, self.tts):
+        for model in (self.vad, self.stt, self.llm, self.tts, self.turn):
             if model is not None:
                 model.close()
 
@@ -122,6 +133,8 @@ class _Utterance:
     voice_stopped_s: float | None = None  # session time
     speculation: asyncio.Task[Any] | None = None
     speculation_upto: int = 0
+    hint: asyncio.Task[float] | None = None
+    hint_audio_end_s: float = 0.0
 
 
 @dataclass
@@ -289,12 +302,19 @@ class VoiceSession:
         utterance.speculation = asyncio.ensure_future(
             self.models.worker("stt").call(self.models.stt.transcribe, audio)
         )
+        if self.models.turn is not None:
+            utterance.hint_audio_end_s = upto_sample / PIPELINE_RATE_HZ
+            utterance.hint = asyncio.ensure_future(
+                self.models.worker("turn").call(self.models.turn.end_probability, audio)
+            )
 
     @staticmethod
     def _drop_speculation(utterance: _Utterance) -> None:
-        if utterance.speculation is not None:
-            utterance.speculation.cancel()  # the running call finishes; its result is ignored
-            utterance.speculation = None
+        for task in (utterance.speculation, utterance.hint):
+            if task is not None:
+                task.cancel()  # the running call finishes; its result is ignored
+        utterance.speculation = None
+        utterance.hint = None
 
     def _abandon_utterance(self) -> None:
         if self._utterance is not None:
@@ -313,6 +333,10 @@ class VoiceSession:
         if speculation is not None and speculation.done() and not speculation.cancelled():
             with contextlib.suppress(Exception):
                 partial = speculation.result().text
+        hint = None
+        if utterance.hint is not None and utterance.hint.done() and not utterance.hint.cancelled():
+            with contextlib.suppress(Exception):
+                hint = TurnDetectorHint(utterance.hint.result(), utterance.hint_audio_end_s)
         stopped = utterance.voice_stopped_sample
         decision = self._policy.decide(
             voice_stopped_s=None if stopped is None else stopped / PIPELINE_RATE_HZ,
@@ -320,6 +344,7 @@ class VoiceSession:
             speech_duration_s=speech_s,
             transcript=partial,
             turn_start_s=utterance.speech_started_s,
+            hint=hint,
         )
         if decision.action is EndpointAction.WAIT:
             return
@@ -350,7 +375,14 @@ class VoiceSession:
         transcript = await utterance.speculation
         ready_s = self._now()
         eou_ms = (decided_s - voice_stopped_s) * 1000
-        self._emit(SpeechEnd(decided_s, audio_s=stop_sample / PIPELINE_RATE_HZ, eou_ms=eou_ms))
+        self._emit(
+            SpeechEnd(
+                decided_s,
+                audio_s=stop_sample / PIPELINE_RATE_HZ,
+                eou_ms=eou_ms,
+                decided_audio_s=frame_end / PIPELINE_RATE_HZ,
+            )
+        )
         reason = check_transcript(transcript, voiced_share)
         if reason is not None:
             self._record_drop(str(getattr(reason, "value", reason)), transcript.text)

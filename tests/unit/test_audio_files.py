@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tracemalloc
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -226,14 +227,15 @@ def test_sniff_container() -> None:
 
 
 @pytest.fixture
-def one_hour_wav(tmp_path: Path) -> Path:
+def one_hour_wav(tmp_path: Path) -> Iterator[Path]:
     path = tmp_path / "hour.wav"
     minute = np.zeros(16000 * 60, dtype=np.int16)
     with soundfile.SoundFile(path, "w", samplerate=16000, channels=1, subtype="PCM_16") as out:
         for _ in range(60):
             out.write(minute)
     assert path.stat().st_size > 115_000_000
-    return path
+    yield path
+    path.unlink()  # pytest keeps recent temp folders; 115 MB each is too much to leave behind
 
 
 def test_one_hour_file_is_streamed_in_bounded_blocks(one_hour_wav: Path) -> None:

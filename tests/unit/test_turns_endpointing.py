@@ -57,7 +57,9 @@ def test_transcript_ending(transcript: str | None, ending: TranscriptEnding) -> 
     ("transcript", "expected_ms"),
     [
         (None, 600),
-        ("What's the weather like today?", 250),
+        # Punctuation alone never shortens the wait: Whisper puts full stops after fragments.
+        ("What's the weather like today?", 600),
+        ("Author of the danger.", 600),
         ("Tell me about the", 1500),
         ("Ask Dr.", 1500),
         ("hello there", 600),
@@ -73,9 +75,10 @@ def test_turn_detector_hint_shifts_the_wait_within_the_bounds() -> None:
     assert policy.required_silence_ms(None, TurnDetectorHint(0.95)) == 250
     assert policy.required_silence_ms(None, TurnDetectorHint(0.05)) == 1500
     assert policy.required_silence_ms(None, TurnDetectorHint(0.5)) == 600
-    # Agreeing signals keep their level; disagreeing ones cancel out to the default.
+    # Only a confident detector shortens the wait, and not when the words trail off; either
+    # signal saying "not done" lengthens it.
     assert policy.required_silence_ms("Thanks.", TurnDetectorHint(0.99)) == 250
-    assert policy.required_silence_ms("Thanks.", TurnDetectorHint(0.01)) == 600
+    assert policy.required_silence_ms("Thanks.", TurnDetectorHint(0.01)) == 1500
     assert policy.required_silence_ms("and the", TurnDetectorHint(0.99)) == 600
     assert policy.required_silence_ms("and the", TurnDetectorHint(0.01)) == 1500
 
@@ -112,9 +115,12 @@ def test_user_speaks_half_to_two_and_a_half_seconds_and_the_turn_ends_600_ms_lat
 
 
 def test_complete_sentence_ends_sooner_and_trailing_and_waits_longer() -> None:
-    complete = policy.decide(2.5, 2.8, 2.0, "What time is it?", turn_start_s=0.5)
+    done = TurnDetectorHint(0.95, audio_end_s=2.5)
+    complete = policy.decide(2.5, 2.8, 2.0, "What time is it?", turn_start_s=0.5, hint=done)
     assert complete.action is EndpointAction.END
     assert complete.ending is TranscriptEnding.COMPLETE
+    no_hint = policy.decide(2.5, 2.8, 2.0, "What time is it?", turn_start_s=0.5)
+    assert no_hint.action is EndpointAction.WAIT
     trailing = policy.decide(2.5, 3.5, 2.0, "I'd like a pizza and", turn_start_s=0.5)
     assert trailing.action is EndpointAction.WAIT
     assert trailing.required_silence_ms == 1500

@@ -200,10 +200,12 @@ class EndpointingPolicy:
     """Decides when a pause ends the user's turn.
 
     The wait is chosen from three levels: ``min_silence_ms`` when the user seems done,
-    ``max_silence_ms`` when they seem mid-phrase, ``silence_ms`` otherwise. The transcript and
-    the turn-detector hint each vote "done" or "not done"; agreeing votes (or a single vote)
-    pick that level, disagreeing votes cancel out. Either way the voice must have stopped for
-    the chosen time: a hint shortens or lengthens the wait, it never replaces it.
+    ``max_silence_ms`` when they seem mid-phrase, ``silence_ms`` otherwise. Either the
+    transcript (ending on "and", "the", a comma...) or the turn detector can lengthen the wait.
+    Only the turn detector can shorten it, and only when the transcript does not end mid-phrase:
+    Whisper puts a full stop after fragments ("Author of the danger."), so punctuation alone
+    would cut people off at natural pauses. Either way the voice must have stopped for the
+    chosen time: a hint shortens or lengthens the wait, it never replaces it.
     """
 
     def __init__(self, config: EndpointingConfig | None = None) -> None:
@@ -239,11 +241,11 @@ class EndpointingPolicy:
         voice_stopped_s: float | None,
     ) -> float:
         config = self._config
-        vote = {TranscriptEnding.COMPLETE: -1, TranscriptEnding.INCOMPLETE: 1}.get(ending, 0)
-        vote += self._hint_vote(hint, voice_stopped_s)
-        if vote < 0:
-            return config.min_silence_ms
-        if vote > 0:
+        hint_vote = self._hint_vote(hint, voice_stopped_s)
+        mid_phrase = ending is TranscriptEnding.INCOMPLETE
+        if hint_vote < 0:
+            return config.silence_ms if mid_phrase else config.min_silence_ms
+        if hint_vote > 0 or mid_phrase:
             return config.max_silence_ms
         return config.silence_ms
 

@@ -1,0 +1,81 @@
+"""Measure end-of-utterance decisions on ../shared/audio/turns with the real VAD and STT.
+
+Runs the listening half of the session (no reply) at real-time pace, so the speculative
+transcript is ready exactly when it would be live, and reports:
+- turns ended inside a hesitation (must be 0) and turns never ended (must be 0);
+- the end-of-utterance delay (decision minus the moment the voice stopped), in audio time.
+
+Usage: .venv/bin/python scripts/eval_turns.py [--eou-silence-ms 600] [--turn-model smart-turn-v3.2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+from pathlib import Path
+
+from voiceagent.audio.clock import MonotonicClock
+from voiceagent.audio.sources import FileSource
+from voiceagent.config import load_settings
+from voiceagent.events import CollectedEvents, Dropped, SpeechEnd
+from voiceagent.pipeline import load_models
+from voiceagent.session import SessionOptions, VoiceSession
+from voiceagent.turns.endpointing import EndpointingConfig
+
+TURNS = Path(__file__).resolve().parents[1].parent / "shared" / "audio" / "turns"
+
+
+def run(path: Path, models, silence_ms: int, realtime: bool) -> CollectedEvents:  # noqa: ANN001
+    events = CollectedEvents()
+    clock = MonotonicClock()
+    endpointing = EndpointingConfig().with_silence_ms(silence_ms)
+    source = FileSource.open(path, realtime=realtime, clock=clock, trailing_silence_ms=2500)
+    options = SessionOptions(reply=False, realtime=realtime, endpointing=endpointing)
+    asyncio.run(VoiceSession(models, source, None, events, clock, options).run())
+    return events
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--eou-silence-ms", type=int, default=600)
+    parser.add_argument("--fast", action="store_true")
+    args = parser.parse_args()
+    settings = load_settings()
+    models = load_models(settings, reply=False)
+    try:
+        spec = json.loads((TURNS / "hesitations.json").read_text())
+        events = run(TURNS / "hesitations.wav", models, args.eou_silence_ms, not args.fast)
+        ends = events.of(SpeechEnd)
+        drops = events.of(Dropped)
+        inside = []
+        delays = []
+        missed = []
+        for turn in spec["turns"]:
+            for start, stop in turn["pauses_s"]:
+                inside += [e for e in ends if start - 0.05 <= e.decided_audio_s <= stop + 0.05]
+            matched = [e for e in ends if abs(e.audio_s - turn["end_s"]) <= 0.4]
+            if matched:
+                delays.append((matched[0].decided_audio_s - matched[0].audio_s) * 1000)
+            else:
+                missed.append(turn["end_s"])
+        hesitations = sum(len(t["pauses_s"]) for t in spec["turns"])
+        print(f"hesitations.wav: {len(spec['turns'])} turns, {hesitations} hesitations")
+        print(f"  speech_end events: {len(ends)}, dropped: {[d.reason for d in drops]}")
+        print(f"  turns ended inside a hesitation: {len(inside)}")
+        print(f"  turns not ended at their end: {len(missed)} {missed}")
+        if delays:
+            print(
+                f"  eou delay (audio time) median {statistics.median(delays):.0f} ms, "
+                f"max {max(delays):.0f} ms over {len(delays)} turns"
+            )
+        online = [e.eou_ms for e in ends]
+        if online and not args.fast:
+            print(f"  eou wall-clock median {statistics.median(online):.0f} ms")
+    finally:
+        models.close()
+
+
+if __name__ == "__main__":
+    main()

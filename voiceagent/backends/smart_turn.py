@@ -1,0 +1,63 @@
+"""Smart Turn v3.2 (BSD-2): a model-based end-of-turn detector on the last 8 s of a turn.
+
+It hears prosody the transcript cannot show: a falling "...today." versus a hanging
+"...the, um". Its answer is a hint layered on the silence policy, never a replacement.
+Input: Whisper-style 80-bin log-mel features of the last 8 s (zero-padded in front),
+computed from a waveform normalised to zero mean and unit variance.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from voiceagent.backends._imports import require
+from voiceagent.errors import ModelError
+
+WINDOW_SAMPLES = 8 * 16000
+
+
+class SmartTurn:
+    def __init__(self, session: Any, features: Any) -> None:
+        self._session = session
+        self._features = features
+        self._np = require("numpy")
+
+    @classmethod
+    def load(cls, path: Path, threads: int = 1) -> SmartTurn:
+        ort = require("onnxruntime")
+        feature_extractor = require("faster_whisper.feature_extractor")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3
+        try:
+            session = ort.InferenceSession(
+                str(path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ModelError(
+                f"cannot load the turn model {path} ({type(exc).__name__}).",
+                fix="run `voiceagent models pull smart-turn-v3.2`.",
+            ) from None
+        if [i.name for i in session.get_inputs()] != ["input_features"]:
+            raise ModelError(
+                f"{path} is not a Smart Turn v3 model.",
+                fix="use `voiceagent models pull smart-turn-v3.2`.",
+            )
+        return cls(session, feature_extractor.FeatureExtractor(feature_size=80))
+
+    def end_probability(self, audio_16k: Any) -> float:
+        """Probability (0-1) that the speaker has finished, from the turn's audio so far."""
+        np = self._np
+        audio = np.asarray(audio_16k, dtype=np.float32)[-WINDOW_SAMPLES:]
+        if audio.size < WINDOW_SAMPLES:
+            audio = np.pad(audio, (WINDOW_SAMPLES - audio.size, 0))
+        audio = (audio - audio.mean()) / np.sqrt(audio.var() + 1e-7)
+        features = self._features(audio, padding=0)[:, :800].astype(np.float32)
+        output = self._session.run(None, {"input_features": features[np.newaxis]})[0]
+        return float(np.clip(np.asarray(output).reshape(-1)[0], 0.0, 1.0))
+
+    def close(self) -> None:
+        self._session = None
