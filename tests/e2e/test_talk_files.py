@@ -1,0 +1,143 @@
+"""The product end to end with the real default models on real recordings, through files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+pytestmark = pytest.mark.models
+
+LATENCY_KEYS = ("eou", "stt", "llm_first_token", "tts_first_audio", "voice_to_voice")
+
+
+def voiceagent(*args: str, env: dict[str, str], timeout_s: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "voiceagent", *args],
+        capture_output=True, text=True, env=env, timeout=timeout_s,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def env(models_env: Path, isolated_home: Path) -> dict[str, str]:
+    return {**os.environ, "VOICEAGENT_MODELS": str(models_env), "VOICEAGENT_HOME": str(isolated_home)}
+
+
+def events_of(stdout: str) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+def test_talk_answers_a_recorded_question_into_a_wav(env, shared_audio, tmp_path):
+    reply = tmp_path / "reply.wav"
+    question = shared_audio / "speech" / "cmu_arctic_us_axb_a0005.wav"  # "Will we ever forget it."
+    done = voiceagent("talk", "--input", str(question), "--output", str(reply), "--jsonl", env=env)
+    assert done.returncode == 0, done.stderr
+    events = events_of(done.stdout)
+    names = [e["event"] for e in events]
+    for name in ("listening", "speech_start", "speech_end", "transcript", "reply", "turn"):
+        assert name in names, names
+    assert all("t_s" in e for e in events)
+    turn = next(e for e in events if e["event"] == "turn")
+    assert "forget" in turn["user_text"].lower()
+    assert turn["reply_text"].strip()
+    for key in LATENCY_KEYS:
+        assert turn["latency_ms"][key] is not None and turn["latency_ms"][key] >= 0, key
+    assert turn["latency_ms"]["voice_to_voice"] >= turn["latency_ms"]["eou"]
+    start = next(e for e in events if e["event"] == "speech_start")
+    end = next(e for e in events if e["event"] == "speech_end")
+    assert 0.0 <= start["audio_s"] < end["audio_s"] <= 2.0
+    audio, rate = soundfile.read(reply, dtype="float32")
+    assert rate == 22050
+    assert float(np.sqrt(np.mean(audio**2))) > 0.01  # a real voice, not silence
+    # The session log has the turn, readable only by the user.
+    logs = list((Path(env["VOICEAGENT_HOME"]) / "sessions").glob("*.jsonl"))
+    assert len(logs) == 1
+    assert oct(logs[0].stat().st_mode & 0o777) == "0o600"
+    record = json.loads(logs[0].read_text().splitlines()[0])
+    assert record["user_text"] == turn["user_text"]
+
+
+def test_listen_only_prints_each_utterance(env, shared_audio):
+    path = shared_audio / "turns" / "sentencesWithSilences.wav"
+    done = voiceagent("talk", "--input", str(path), "--no-reply", "--jsonl", "--fast", env=env)
+    assert done.returncode == 0, done.stderr
+    events = events_of(done.stdout)
+    transcripts = [e["text"] for e in events if e["event"] == "transcript"]
+    assert len(transcripts) >= 2
+    assert not [e for e in events if e["event"] == "reply"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["doing_the_dishes.wav", "near_silence.wav", "Kevin_MacLeod_-_Vibe_Ace.ogg",
+     "glacier-bay-humpback.ogg", "manolo_camp-morning_coffee.wav"],
+)  # fmt: skip
+def test_noise_and_music_make_no_turn_and_no_transcript(env, shared_audio, name):
+    done = voiceagent(
+        "talk", "--input", str(shared_audio / "noise" / name), "--no-reply", "--jsonl", "--fast",
+        env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    events = events_of(done.stdout)
+    assert [e for e in events if e["event"] in ("transcript", "turn")] == []
+    transcribed = voiceagent("transcribe", str(shared_audio / "noise" / name), "--json", env=env)
+    assert transcribed.returncode == 0, transcribed.stderr
+    assert json.loads(transcribed.stdout)["text"] == ""
+
+
+def test_transcribe_json_fields(env, shared_audio):
+    path = shared_audio / "speech" / "jfk.flac"
+    done = voiceagent("transcribe", str(path), "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    row = json.loads(done.stdout)
+    assert set(row) >= {"file", "text", "audio_s", "stt_ms"}
+    assert "ask not what your country can do for you" in row["text"].lower()
+    assert 10.5 < row["audio_s"] < 11.5
+    assert row["stt_ms"] > 0
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(b"", "empty"), (b"hello, this is not audio\n", "not audio")],
+)
+def test_bad_audio_is_one_line_and_exit_1(env, tmp_path, content, message):
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(content)
+    for command in (("transcribe", str(bad)), ("talk", "--input", str(bad), "--no-log")):
+        done = voiceagent(*command, env=env)
+        assert done.returncode == 1, done.stderr
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and "bad.wav" in lines[0], done.stderr
+        assert "Traceback" not in done.stderr
+
+
+def test_missing_model_names_the_fix(env, tmp_path):
+    env = {**env, "VOICEAGENT_MODELS": str(tmp_path / "empty-store")}
+    done = voiceagent("talk", "--input", "x.wav", env=env)
+    assert done.returncode == 1
+    assert "voiceagent models pull" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_say_writes_speech(env, tmp_path):
+    out = tmp_path / "say.wav"
+    done = voiceagent("say", "It is 3:45 pm and 21 °C.", "--output", str(out), env=env)
+    assert done.returncode == 0, done.stderr
+    audio, rate = soundfile.read(out, dtype="float32")
+    assert len(audio) / rate > 1.0
+    assert float(np.sqrt(np.mean(audio**2))) > 0.01
+
+
+def test_chat_replies_to_typed_lines(env):
+    done = subprocess.run(
+        [sys.executable, "-m", "voiceagent", "chat"], input="What is the capital of France?\n",
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip()
