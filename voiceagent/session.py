@@ -446,6 +446,12 @@ class VoiceSession:
         self._emit(Reply(self._now(), text=reply_text))
         latency["llm_first_token"] = outcome.llm_first_token_ms
         latency["tts_first_audio"] = outcome.tts_first_audio_ms
+        if outcome.first_audio_s is None and outcome.chunks and self.sink is not None:
+            # A speaker reports its first sample from the device callback, once playing.
+            await self.sink.drain()
+            outcome.first_audio_s = self.sink.first_sample_time_s
+            if not is_current():
+                return
         if outcome.first_audio_s is not None:
             latency["voice_to_voice"] = (outcome.first_audio_s - self._started_s - voice_stopped_s) * 1000
         self._record_turn(user_text, reply_text, latency, speculative)

@@ -196,6 +196,4 @@ def _open_sink(spec: str | None, rate_hz: int, clock: MonotonicClock):  # noqa: 
         return WavFileSink.open(spec, rate_hz, clock=clock, pad_to_clock=True)
     from voiceagent.audio.devices import SpeakerSink
 
-    sink = SpeakerSink.open(spec, clock=clock)
-    sink.start()
-    return sink
+    return SpeakerSink.open(spec, clock=clock)  # opened now: the device takes a moment to start
