@@ -320,6 +320,46 @@ def chat(
     run_chat(_settings(llm_model=llm, voice=voice), speak=speak, output=output)
 
 
+@app.command()
+@friendly_errors
+def bench(
+    corpora: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Corpus folders (name.txt beside name.wav); none: the sample set."),
+    ] = None,
+    json_file: Annotated[
+        Path | None, typer.Option("--json", help="Write the full report as JSON to this file.")
+    ] = None,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Draw the latencies into this PNG file.")
+    ] = None,
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="Print a Markdown table instead.")
+    ] = False,
+    stt: Annotated[str | None, typer.Option("--stt", help="STT models, comma-separated.")] = None,
+    llm: Annotated[str | None, typer.Option("--llm", help="LLMs, comma-separated.")] = None,
+    voice: Annotated[str | None, typer.Option("--voice", help="Voices, comma-separated.")] = None,
+    baseline: Annotated[
+        bool, typer.Option("--baseline", help="Also run the sequential README pipeline.")
+    ] = False,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="At most N recordings per corpus.")
+    ] = None,
+    fast: Annotated[
+        bool, typer.Option("--fast", help="As fast as possible: accuracy only, no latencies.")
+    ] = False,
+) -> None:
+    """Measure accuracy and latency on recordings; every model combination, one process."""
+    from voiceagent.bench.benchmark import BenchOptions, split_ids
+    from voiceagent.bench.command import bench_command
+
+    options = BenchOptions(
+        corpora=list(corpora or []), stt=split_ids(stt, "--stt"), llm=split_ids(llm, "--llm"),
+        voice=split_ids(voice, "--voice"), baseline=baseline, limit=limit, fast=fast,
+    )  # fmt: skip
+    bench_command(_settings(), options, json_file=json_file, plot_file=plot, as_markdown=markdown)
+
+
 def main() -> None:
     """Entry point of the ``voiceagent`` script."""
     try:

@@ -1,0 +1,215 @@
+"""Load every model of a model matrix once, and hand each configuration its set.
+
+``pipeline.load_models`` loads one full set per call; a matrix such as ``--stt a,b --llm x,y``
+would load the VAD four times and each STT and LLM twice. The pool loads each (kind, id) once,
+with the same backends and arguments as ``pipeline.load_models``, each on its own worker thread,
+and builds a :class:`~voiceagent.session.Models` per configuration that shares them.
+
+The LLM and TTS handed to a session are wrapped in :class:`TimedLlm` / :class:`TimedTts`, which
+count generated tokens, compute time and audio produced, for tokens/s and real-time factors.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voiceagent.config import Settings
+from voiceagent.interfaces import ChatMessage, LanguageModel, ReplyLimits, TextToSpeech
+from voiceagent.models.catalog import ModelKind
+from voiceagent.session import Models
+from voiceagent.workers import ModelWorker
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """The models of one configuration (catalog ids or local paths)."""
+
+    stt: str
+    llm: str
+    voice: str
+
+
+@dataclass
+class _Loaded:
+    model: Any
+    worker: ModelWorker
+    path: Path
+    rss_mb: float  # resident memory the process grew by while loading it
+
+
+class ModelPool:
+    """Each model loaded once, on its own worker thread; closed together by :meth:`close`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._loaded: dict[tuple[ModelKind, str], _Loaded] = {}
+
+    def resolve(self, choices: list[ModelChoice], reply: bool) -> dict[tuple[ModelKind, str], Path]:
+        """Check every model exists and is intact before anything loads (fail fast)."""
+        from voiceagent.models.store import resolve_model
+
+        wanted = [(ModelKind.VAD, self.settings.vad_model)]
+        for choice in choices:
+            wanted.append((ModelKind.STT, choice.stt))
+            if reply:
+                wanted += [(ModelKind.LLM, choice.llm), (ModelKind.TTS, choice.voice)]
+        return {key: resolve_model(key[1], key[0]) for key in dict.fromkeys(wanted)}
+
+    def load(
+        self,
+        choices: list[ModelChoice],
+        reply: bool,
+        on_loading: Callable[[ModelKind, str], None] | None = None,
+    ) -> None:
+        """Load every model the configurations need, one at a time (so memory is attributable)."""
+        from voiceagent.bench.machine import current_rss_mb
+
+        for key, path in self.resolve(choices, reply).items():
+            if key in self._loaded:
+                continue
+            if on_loading is not None:
+                on_loading(*key)
+            worker = ModelWorker(f"{key[0]}")
+            before_mb = current_rss_mb()
+            try:
+                model = worker.submit(functools.partial(self._load_one, key[0], path)).result()
+            except BaseException:
+                worker.close()
+                raise
+            grown_mb = current_rss_mb() - before_mb
+            self._loaded[key] = _Loaded(model, worker, path, max(0.0, grown_mb))
+
+    def _load_one(self, kind: ModelKind, path: Path) -> Any:
+        settings = self.settings
+        if kind is ModelKind.VAD:
+            from voiceagent.backends.silero import SileroVad
+
+            return SileroVad.load(path, threads=1)
+        if kind is ModelKind.STT:
+            from voiceagent.backends.faster_whisper import WhisperStt
+
+            return WhisperStt.load(path, threads=settings.threads)
+        if kind is ModelKind.LLM:
+            from voiceagent.backends.llama_cpp import LlamaLlm
+
+            llm = LlamaLlm.load(
+                path, threads=settings.threads, context_tokens=settings.context_tokens
+            )
+            llm.warm_up(settings.system_prompt)
+            return llm
+        if kind is ModelKind.TTS:
+            from voiceagent.backends.piper import PiperTts
+
+            return PiperTts.load(path, threads=1)
+        raise ValueError(f"no loader for {kind}")
+
+    def vad(self) -> tuple[Any, ModelWorker]:
+        """The loaded VAD and its worker (for the offline end-of-speech pass)."""
+        loaded = self._loaded[(ModelKind.VAD, self.settings.vad_model)]
+        return loaded.model, loaded.worker
+
+    def path(self, kind: ModelKind, ref: str) -> Path:
+        return self._loaded[(kind, ref)].path
+
+    def models_rss_mb(self, choice: ModelChoice, reply: bool) -> float:
+        """Memory the configuration's own models took when they loaded."""
+        keys = [(ModelKind.VAD, self.settings.vad_model), (ModelKind.STT, choice.stt)]
+        if reply:
+            keys += [(ModelKind.LLM, choice.llm), (ModelKind.TTS, choice.voice)]
+        return sum(self._loaded[k].rss_mb for k in keys)
+
+    def models_for(self, choice: ModelChoice, reply: bool) -> SessionModels:
+        """A fresh :class:`Models` for one session; the models inside are shared, never closed
+        by the session (the pool closes them)."""
+        vad = self._loaded[(ModelKind.VAD, self.settings.vad_model)]
+        stt = self._loaded[(ModelKind.STT, choice.stt)]
+        workers = {"vad": vad.worker, "stt": stt.worker}
+        ids = {"vad": self.settings.vad_model, "stt": choice.stt}
+        llm: TimedLlm | None = None
+        tts: TimedTts | None = None
+        if reply:
+            loaded_llm = self._loaded[(ModelKind.LLM, choice.llm)]
+            loaded_tts = self._loaded[(ModelKind.TTS, choice.voice)]
+            llm, tts = TimedLlm(loaded_llm.model), TimedTts(loaded_tts.model)
+            workers.update(llm=loaded_llm.worker, tts=loaded_tts.worker)
+            ids.update(llm=choice.llm, tts=choice.voice)
+        models = Models(vad=vad.model, stt=stt.model, llm=llm, tts=tts, workers=workers, ids=ids)
+        return SessionModels(models, llm, tts)
+
+    def close(self) -> None:
+        for loaded in self._loaded.values():
+            loaded.worker.close()
+            loaded.model.close()
+        self._loaded.clear()
+
+
+@dataclass
+class SessionModels:
+    models: Models
+    llm: TimedLlm | None
+    tts: TimedTts | None
+
+
+@dataclass
+class TimedLlm:
+    """A :class:`LanguageModel` that counts what it generates and how long that takes."""
+
+    inner: LanguageModel
+    generated_tokens: int = 0
+    generate_s: float = 0.0
+    replies: int = field(default=0)
+
+    def stream_reply(
+        self, messages: list[ChatMessage], limits: ReplyLimits, should_stop: Callable[[], bool]
+    ) -> Iterator[str]:
+        started = time.perf_counter()
+        deltas = 0
+        try:
+            for delta in self.inner.stream_reply(messages, limits, should_stop):
+                deltas += 1
+                yield delta
+        finally:
+            self.generate_s += time.perf_counter() - started
+            self.replies += 1
+            # llama.cpp's own count is exact (a token may decode to no text); else count deltas.
+            stats = getattr(self.inner, "last_reply", None)
+            self.generated_tokens += int(getattr(stats, "generated_tokens", deltas))
+
+    def count_tokens(self, text: str) -> int:
+        return self.inner.count_tokens(text)
+
+    def close(self) -> None:  # the pool owns the model
+        pass
+
+
+class TimedTts:
+    """A :class:`TextToSpeech` that adds up synthesis time and the audio it produced."""
+
+    def __init__(self, inner: TextToSpeech) -> None:
+        self.inner = inner
+        self.sample_rate_hz = inner.sample_rate_hz
+        self.compute_s = 0.0
+        self.audio_samples = 0
+
+    @property
+    def audio_s(self) -> float:
+        return self.audio_samples / self.sample_rate_hz
+
+    def synthesize(self, text: str) -> Iterator[np.ndarray]:
+        started = time.perf_counter()
+        for chunk in self.inner.synthesize(text):
+            self.compute_s += time.perf_counter() - started
+            self.audio_samples += len(chunk)
+            yield chunk
+            started = time.perf_counter()
+        self.compute_s += time.perf_counter() - started
+
+    def close(self) -> None:  # the pool owns the model
+        pass
