@@ -97,7 +97,8 @@ class Turn(Event):
     user_text: str = ""
     reply_text: str = ""
     latency_ms: dict[str, float | None] = field(default_factory=dict)
-    speculative: bool = False
+    speculative: bool = False  # the transcript was made during the pause, before the decision
+    reply_started_early: bool = False  # the LLM and TTS started before the decision too
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -45,40 +45,57 @@ def turn_model_ref(settings: Settings) -> str | None:
     return ref
 
 
-def load_models(settings: Settings, reply: bool) -> Models:
-    """Load the models, each on its own worker thread, in parallel."""
-    from voiceagent.backends.faster_whisper import WhisperStt
-    from voiceagent.backends.silero import SileroVad
+def load_model(kind: ModelKind, path: Path, settings: Settings) -> Any:
+    """Load one model with the product's settings (call it on the model's worker thread)."""
+    if kind is ModelKind.VAD:
+        from voiceagent.backends.silero import SileroVad
 
-    paths = resolve_all(settings, reply)
-    threads = settings.threads
-    ids = {"vad": settings.vad_model, "stt": settings.stt_model}
-    loaders: dict[str, Callable[[], Any]] = {
-        "vad": lambda: SileroVad.load(paths["vad"], threads=1),
-        "stt": lambda: WhisperStt.load(paths["stt"], threads=threads),
-    }
-    if reply:
+        return SileroVad.load(path, threads=1)
+    if kind is ModelKind.STT:
+        from voiceagent.backends.faster_whisper import WhisperStt
+
+        return WhisperStt.load(path, threads=settings.threads)
+    if kind is ModelKind.LLM:
         from voiceagent.backends.llama_cpp import LlamaLlm
+
+        llm = LlamaLlm.load(
+            path, threads=settings.llm_threads, context_tokens=settings.context_tokens
+        )
+        llm.warm_up(settings.system_prompt)
+        return llm
+    if kind is ModelKind.TTS:
         from voiceagent.backends.piper import PiperTts
 
-        ids.update(llm=settings.llm_model, tts=settings.voice)
-
-        def load_llm() -> LlamaLlm:
-            llm = LlamaLlm.load(
-                paths["llm"], threads=threads, context_tokens=settings.context_tokens
-            )
-            llm.warm_up(settings.system_prompt)
-            return llm
-
-        loaders["llm"] = load_llm
-        loaders["tts"] = lambda: PiperTts.load(paths["tts"], threads=1)
-    if "turn" in paths:
+        return PiperTts.load(path, threads=1)
+    if kind is ModelKind.TURN:
         from voiceagent.backends.smart_turn import SmartTurn
 
+        return SmartTurn.load(path, threads=1)
+    raise ValueError(f"no loader for {kind}")
+
+
+_KINDS = {
+    "vad": ModelKind.VAD,
+    "stt": ModelKind.STT,
+    "llm": ModelKind.LLM,
+    "tts": ModelKind.TTS,
+    "turn": ModelKind.TURN,
+}
+
+
+def load_models(settings: Settings, reply: bool) -> Models:
+    """Load the models, each on its own worker thread, in parallel."""
+    paths = resolve_all(settings, reply)
+    ids = {"vad": settings.vad_model, "stt": settings.stt_model}
+    if reply:
+        ids.update(llm=settings.llm_model, tts=settings.voice)
+    if "turn" in paths:
         ids["turn"] = str(turn_model_ref(settings))
-        loaders["turn"] = lambda: SmartTurn.load(paths["turn"], threads=1)
-    workers = {name: ModelWorker(name) for name in loaders}
-    futures = {name: workers[name].submit(load) for name, load in loaders.items()}
+    workers = {name: ModelWorker(name) for name in paths}
+    futures = {
+        name: workers[name].submit(functools.partial(load_model, _KINDS[name], path, settings))
+        for name, path in paths.items()
+    }
     loaded: dict[str, Any] = {}
     first_error: BaseException | None = None
     for name, future in futures.items():

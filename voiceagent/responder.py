@@ -62,18 +62,21 @@ class Responder:
         self.sink = sink
         self.clock = clock
         self.limits = limits
-        self.speaking_until_s = 0.0
+        self.speaking_until_s = float("-inf")
         self.current: ReplyOutcome | None = None  # the reply being spoken, for barge-in
 
     async def reply(
         self,
         messages: list[ChatMessage],
         is_current: Callable[[], bool],
-        on_first_chunk_text: Callable[[str], None] | None = None,
+        on_first_audio: Callable[[], None] | None = None,
+        gate: asyncio.Event | None = None,
     ) -> ReplyOutcome:
         """Generate and speak one reply; returns what was said and when.
 
-        ``is_current`` turns false when the reply is abandoned (barge-in or shutdown).
+        ``is_current`` turns false when the reply is abandoned (barge-in or shutdown). With a
+        ``gate`` the reply is speculative: tokens and the first chunk's audio are made at once,
+        but nothing reaches the sink until the gate opens (the end of the turn is confirmed).
         """
         loop = asyncio.get_running_loop()
         deltas: asyncio.Queue[str | None] = asyncio.Queue()
@@ -104,13 +107,13 @@ class Responder:
                 for chunk in chunker.feed(delta):
                     if not is_current():
                         break
-                    await self._speak(chunk, outcome, on_first_chunk_text)
+                    await self._speak(chunk, outcome, is_current, on_first_audio, gate)
                 if not is_current():
                     break
             outcome.llm_s = self.clock.now_s() - started_s
             if is_current():
                 for chunk in chunker.flush():
-                    await self._speak(chunk, outcome, on_first_chunk_text)
+                    await self._speak(chunk, outcome, is_current, on_first_audio, gate)
         finally:
             stop.set()
             await asyncio.shield(generation)
@@ -120,13 +123,13 @@ class Responder:
         self,
         chunk: str,
         outcome: ReplyOutcome,
-        on_first_chunk_text: Callable[[str], None] | None,
+        is_current: Callable[[], bool],
+        on_first_audio: Callable[[], None] | None,
+        gate: asyncio.Event | None,
     ) -> None:
         text = text_for_speech(chunk)
         if not text.strip():
             return
-        if on_first_chunk_text is not None and not outcome.chunks:
-            on_first_chunk_text(text)
         asked_s = self.clock.now_s()
         audio = await self.tts_worker.call(lambda: list(self.tts.synthesize(text)))
         done_s = self.clock.now_s()
@@ -137,6 +140,12 @@ class Responder:
         samples = sum(len(a) for a in audio)
         if samples == 0:
             return
+        if gate is not None and not gate.is_set():
+            await gate.wait()
+        if not is_current():
+            return
+        if on_first_audio is not None and not outcome.chunks:
+            on_first_audio()
         before = _written_position(self.sink)
         for piece in audio:
             self.sink.write(piece, rate)
@@ -144,11 +153,10 @@ class Responder:
             outcome.first_audio_s = self.sink.first_sample_time_s
         duration_s = samples / rate
         outcome.tts_audio_s += duration_s
-        self.speaking_until_s = max(self.speaking_until_s, done_s) + duration_s
+        now_s = self.clock.now_s()
+        self.speaking_until_s = max(self.speaking_until_s, now_s) + duration_s
         outcome.audio_end_s = self.speaking_until_s
-        outcome.chunks.append(
-            SpokenChunk(text, before, _written_position(self.sink) - before)
-        )
+        outcome.chunks.append(SpokenChunk(text, before, _written_position(self.sink) - before))
 
 
 def _written_position(sink: AudioSink) -> int:

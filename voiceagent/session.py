@@ -40,7 +40,15 @@ from voiceagent.events import (
     Turn,
 )
 from voiceagent.history import ConversationHistory
-from voiceagent.interfaces import LanguageModel, ReplyLimits, SpeechToText, TextToSpeech
+from voiceagent.interfaces import (
+    ChatMessage,
+    LanguageModel,
+    ReplyLimits,
+    Role,
+    SpeechToText,
+    TextToSpeech,
+    Transcript,
+)
 from voiceagent.responder import Responder, heard_text
 from voiceagent.transcript_filter import check_transcript
 from voiceagent.turns.endpointing import (
@@ -53,6 +61,7 @@ from voiceagent.turns.vad_state import (
     SilenceStarted,
     SpeechResumed,
     SpeechStarted,
+    UtteranceStats,
     VadConfig,
     VadStateMachine,
 )
@@ -138,6 +147,20 @@ class _Utterance:
 
 
 @dataclass
+class _PendingReply:
+    """A reply in the making. ``go`` opens when the end of the turn is confirmed: until then
+    it is speculative (started on the transcript of a pause) and nothing of it is heard."""
+
+    user_text: str
+    generation: int
+    go: asyncio.Event
+    voice_stopped_s: float = 0.0
+    latency: dict[str, float | None] = field(default_factory=dict)
+    speculative: bool = False
+    llm_started_early: bool = False
+
+
+@dataclass
 class SessionResult:
     turns: list[Turn] = field(default_factory=list)
     dropped: list[Dropped] = field(default_factory=list)
@@ -175,6 +198,7 @@ class VoiceSession:
         self._utterance: _Utterance | None = None
         self._generation = 0
         self._respond_task: asyncio.Task[None] | None = None
+        self._pending: _PendingReply | None = None
         self._responder: Responder | None = None
         self._last_reply_text = ""
         self._started_s = clock.now_s()
@@ -218,6 +242,10 @@ class VoiceSession:
         return self.clock.now_s() < self._responder.speaking_until_s + tail_s
 
     @property
+    def _pending_committed(self) -> bool:
+        return self._pending is not None and self._pending.go.is_set()
+
+    @property
     def _turns_done(self) -> bool:
         limit = self.options.max_turns
         return limit is not None and len(self.result.turns) >= limit
@@ -236,6 +264,7 @@ class VoiceSession:
                     if self._turns_done:
                         break
             await self._finish_listening()
+            self._abort_speculative_reply()
             if self._respond_task is not None:
                 await self._respond_task
             if self.sink is not None:
@@ -269,7 +298,7 @@ class VoiceSession:
             self._on_vad_event(event)
         if self._utterance is not None:
             await self._check_end_of_utterance(frame_end)
-        if not self.options.realtime and self._respond_task is not None:
+        if not self.options.realtime and self._respond_task is not None and self._pending_committed:
             # As fast as possible: one turn at a time, like a user who waits for the answer.
             await self._respond_task
 
@@ -294,6 +323,7 @@ class VoiceSession:
             self._utterance.voice_stopped_sample = None
             self._utterance.voice_stopped_s = None
             self._drop_speculation(self._utterance)
+            self._abort_speculative_reply()
 
     def _start_speculation(self, utterance: _Utterance, upto_sample: int) -> None:
         self._drop_speculation(utterance)
@@ -333,6 +363,7 @@ class VoiceSession:
         if speculation is not None and speculation.done() and not speculation.cancelled():
             with contextlib.suppress(Exception):
                 partial = speculation.result().text
+                self._maybe_start_speculative_reply(speculation.result(), stats)
         hint = None
         if utterance.hint is not None and utterance.hint.done() and not utterance.hint.cancelled():
             with contextlib.suppress(Exception):
@@ -353,6 +384,7 @@ class VoiceSession:
         self._vad_state.reset()
         if decision.action is EndpointAction.TOO_SHORT:
             self._drop_speculation(utterance)
+            self._abort_speculative_reply()
             self._record_drop("too_short", "")
             return
         await self._end_of_utterance(utterance, frame_end, voiced_share)
@@ -383,12 +415,10 @@ class VoiceSession:
                 decided_audio_s=frame_end / PIPELINE_RATE_HZ,
             )
         )
-        reason = check_transcript(transcript, voiced_share)
+        reason = self._drop_reason(transcript, voiced_share)
         if reason is not None:
-            self._record_drop(str(getattr(reason, "value", reason)), transcript.text)
-            return
-        if self._is_echo(transcript.text):
-            self._record_drop("echo", transcript.text)
+            self._abort_speculative_reply()
+            self._record_drop(reason, transcript.text)
             return
         self._emit(
             TranscriptEvent(ready_s, text=transcript.text, stt_ms=transcript.stt_ms,
@@ -405,41 +435,97 @@ class VoiceSession:
         if not self.options.reply:
             self._record_turn(transcript.text, "", latency, speculative)
             return
-        await self._cancel_reply()  # one reply at a time
-        self._generation += 1
-        self._respond_task = asyncio.ensure_future(
-            self._respond(transcript.text, voice_stopped_s, latency, speculative, self._generation)
-        )
+        pending = self._pending
+        if pending is None or pending.go.is_set() or pending.user_text != transcript.text:
+            await self._cancel_reply()  # one reply at a time
+            pending = self._start_reply(transcript.text)
+        assert self.history is not None
+        self.history.add_user(transcript.text)
+        pending.voice_stopped_s = voice_stopped_s
+        pending.latency = latency
+        pending.speculative = speculative
+        pending.go.set()
 
-    async def _respond(
-        self,
-        user_text: str,
-        voice_stopped_s: float,
-        latency: dict[str, float | None],
-        speculative: bool,
-        generation: int,
+    def _drop_reason(self, transcript: Transcript, voiced_share: float) -> str | None:
+        reason = check_transcript(transcript, voiced_share)
+        if reason is not None:
+            return str(getattr(reason, "value", reason))
+        if self._is_echo(transcript.text):
+            return "echo"
+        return None
+
+    def _maybe_start_speculative_reply(
+        self, transcript: Transcript, stats: UtteranceStats | None
     ) -> None:
+        """The user is pausing and the pause's transcript is ready: start thinking and
+        synthesising now, so the answer is ready when the end of the turn is confirmed."""
+        if not (self.options.reply and self.options.realtime) or self._respond_task is not None:
+            return
+        if self._drop_reason(transcript, stats.voiced_share if stats else 0.0) is not None:
+            return
+        self._start_reply(transcript.text).llm_started_early = True
+
+    def _abort_speculative_reply(self) -> None:
+        pending = self._pending
+        if pending is None or pending.go.is_set():
+            return
+        self._generation += 1
+        if self._respond_task is not None:
+            self._respond_task.cancel()
+        self._respond_task = None
+        self._pending = None
+
+    def _start_reply(self, user_text: str) -> _PendingReply:
+        self._generation += 1
+        pending = _PendingReply(user_text, self._generation, asyncio.Event())
+        self._pending = pending
+        self._respond_task = asyncio.ensure_future(self._respond(pending))
+        return pending
+
+    def _prompt_with(self, user_text: str) -> list[ChatMessage]:
+        """The history plus the new user message, without changing the history yet."""
+        assert self.history is not None
+        messages = self.history.messages()
+        if messages and messages[-1].role is Role.USER:
+            last = messages.pop()
+            user_text = f"{last.content} {user_text}".strip()
+        return [*messages, ChatMessage(Role.USER, user_text)]
+
+    async def _respond(self, pending: _PendingReply) -> None:
         assert self._responder is not None and self.history is not None
-        self.state = State.THINKING
-        self._emit(Thinking(self._now()))
-        self.history.add_user(user_text)
+        generation = pending.generation
 
         def is_current() -> bool:
             return generation == self._generation
 
-        def first_chunk(_: str) -> None:
+        def first_audio() -> None:
             self.state = State.SPEAKING
 
+        messages = self._prompt_with(pending.user_text)
         try:
-            outcome = await self._responder.reply(self.history.messages(), is_current, first_chunk)
+            reply = asyncio.ensure_future(
+                self._responder.reply(messages, is_current, first_audio, gate=pending.go)
+            )
+            await pending.go.wait()
+            self.state = State.THINKING
+            self._emit(Thinking(self._now()))
+            outcome = await reply
         except Exception as exc:  # a model failing mid-turn must not end the session
             # The unanswered user turn stays; the next one is merged into it.
             self._emit(ErrorEvent(self._now(), message=f"reply failed: {exc}"))
             self._respond_task = None
+            self._pending = None
             self.state = State.LISTENING
             return
+        finally:
+            if not reply.done():
+                reply.cancel()
         if not is_current():
             return
+        voice_stopped_s = pending.voice_stopped_s
+        latency = pending.latency
+        user_text = pending.user_text
+        speculative = pending.speculative
         reply_text = outcome.text.strip()
         self.history.add_assistant(reply_text)
         self._last_reply_text = reply_text
@@ -454,9 +540,12 @@ class VoiceSession:
                 return
         if outcome.first_audio_s is not None:
             latency["voice_to_voice"] = (outcome.first_audio_s - self._started_s - voice_stopped_s) * 1000
-        self._record_turn(user_text, reply_text, latency, speculative)
+        self._record_turn(
+            user_text, reply_text, latency, speculative, reply_started_early=pending.llm_started_early
+        )
         self.state = State.LISTENING
         self._respond_task = None
+        self._pending = None
 
     def _is_replying(self) -> bool:
         """A reply is being generated, or its audio is still playing."""
@@ -481,6 +570,7 @@ class VoiceSession:
         cleared_s = self._now()
         responder.speaking_until_s = self.clock.now_s()
         task, self._respond_task = self._respond_task, None
+        self._pending = None
         if task is not None:
             task.cancel()
         self.state = State.LISTENING
@@ -514,6 +604,7 @@ class VoiceSession:
 
     async def _cancel_reply(self) -> None:
         task = self._respond_task
+        self._pending = None
         if task is None:
             return
         self._generation += 1
@@ -556,6 +647,7 @@ class VoiceSession:
         reply_text: str,
         latency: dict[str, float | None],
         speculative: bool,
+        reply_started_early: bool = False,
     ) -> None:
         rounded = {k: (None if v is None else round(v, 1)) for k, v in latency.items()}
         turn = Turn(
@@ -565,6 +657,7 @@ class VoiceSession:
             reply_text=reply_text,
             latency_ms=rounded,
             speculative=speculative,
+            reply_started_early=reply_started_early,
         )
         self.result.turns.append(turn)
         self._emit(turn)

@@ -50,7 +50,7 @@ def run_chat(settings: Settings, *, speak: bool, output: str | None) -> None:
 
     llm = LlamaLlm.load(
         resolve_model(settings.llm_model, ModelKind.LLM),
-        threads=settings.threads,
+        threads=settings.llm_threads,
         context_tokens=settings.context_tokens,
     )
     tts = sink = None

@@ -83,19 +83,28 @@ def test_one_utterance_makes_one_turn_with_every_latency(tmp_path):
     # Without a turn detector the turn ends after the 600 ms silence setting.
     assert 600 <= turn.latency_ms["eou"] < 700
     assert turn.speculative is True
+    assert turn.reply_started_early is True
+    assert len(llm.prompts) == 1  # the speculative reply was the one spoken
     assert llm.prompts[0][-1].content == "What time is it?"
     assert events.of(Reply)[0].text == turn.reply_text
 
 
 def test_a_pause_mid_phrase_does_not_end_the_turn(tmp_path):
     # 700 ms pause after "I want to" (mid-phrase), then the user goes on.
-    events, stt, llm, _ = run_session(
+    events, stt, llm, session = run_session(
         tmp_path, [(0.5, 1.5), (2.2, 3.2)], 6.0, ["I want to", "I want to go home."]
     )
     assert len(events.of(Turn)) == 1
     assert events.of(Turn)[0].user_text == "I want to go home."
     assert len(stt.calls) == 2  # the speculative transcript of the pause was thrown away
     assert stt.calls[1] > stt.calls[0]
+    # A reply was started on "I want to" during the pause and abandoned when the user went on;
+    # only the answer to the whole sentence was heard and kept.
+    assert [p[-1].content for p in llm.prompts] == ["I want to", "I want to go home."]
+    assert len(events.of(Reply)) == 1
+    assert [m.content for m in session.history.messages()][-2:] == [
+        "I want to go home.", "Hello there. How can I help you today?"
+    ]
 
 
 def test_silence_and_a_cough_make_no_turn(tmp_path):

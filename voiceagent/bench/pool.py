@@ -55,7 +55,12 @@ class ModelPool:
         """Check every model exists and is intact before anything loads (fail fast)."""
         from voiceagent.models.store import resolve_model
 
+        from voiceagent.pipeline import turn_model_ref
+
         wanted = [(ModelKind.VAD, self.settings.vad_model)]
+        turn = turn_model_ref(self.settings)
+        if turn is not None:
+            wanted.append((ModelKind.TURN, turn))
         for choice in choices:
             wanted.append((ModelKind.STT, choice.stt))
             if reply:
@@ -87,28 +92,9 @@ class ModelPool:
             self._loaded[key] = _Loaded(model, worker, path, max(0.0, grown_mb))
 
     def _load_one(self, kind: ModelKind, path: Path) -> Any:
-        settings = self.settings
-        if kind is ModelKind.VAD:
-            from voiceagent.backends.silero import SileroVad
+        from voiceagent.pipeline import load_model
 
-            return SileroVad.load(path, threads=1)
-        if kind is ModelKind.STT:
-            from voiceagent.backends.faster_whisper import WhisperStt
-
-            return WhisperStt.load(path, threads=settings.threads)
-        if kind is ModelKind.LLM:
-            from voiceagent.backends.llama_cpp import LlamaLlm
-
-            llm = LlamaLlm.load(
-                path, threads=settings.threads, context_tokens=settings.context_tokens
-            )
-            llm.warm_up(settings.system_prompt)
-            return llm
-        if kind is ModelKind.TTS:
-            from voiceagent.backends.piper import PiperTts
-
-            return PiperTts.load(path, threads=1)
-        raise ValueError(f"no loader for {kind}")
+        return load_model(kind, path, self.settings)
 
     def vad(self) -> tuple[Any, ModelWorker]:
         """The loaded VAD and its worker (for the offline end-of-speech pass)."""
@@ -132,6 +118,9 @@ class ModelPool:
         stt = self._loaded[(ModelKind.STT, choice.stt)]
         workers = {"vad": vad.worker, "stt": stt.worker}
         ids = {"vad": self.settings.vad_model, "stt": choice.stt}
+        turn = next((v for (kind, _), v in self._loaded.items() if kind is ModelKind.TURN), None)
+        if turn is not None:
+            workers["turn"] = turn.worker
         llm: TimedLlm | None = None
         tts: TimedTts | None = None
         if reply:
@@ -140,7 +129,15 @@ class ModelPool:
             llm, tts = TimedLlm(loaded_llm.model), TimedTts(loaded_tts.model)
             workers.update(llm=loaded_llm.worker, tts=loaded_tts.worker)
             ids.update(llm=choice.llm, tts=choice.voice)
-        models = Models(vad=vad.model, stt=stt.model, llm=llm, tts=tts, workers=workers, ids=ids)
+        models = Models(
+            vad=vad.model,
+            stt=stt.model,
+            llm=llm,
+            tts=tts,
+            turn=turn.model if turn is not None else None,
+            workers=workers,
+            ids=ids,
+        )
         return SessionModels(models, llm, tts)
 
     def close(self) -> None:
