@@ -1,0 +1,378 @@
+"""Speech-to-text with a CTranslate2 Whisper model (through faster-whisper's pieces).
+
+faster-whisper's ``transcribe()`` pads every input to a 30 s window, so a 3 s question pays for
+30 s of encoder work (~0.5 s for tiny.en on two cores). The fast path here runs the encoder on
+the utterance plus trailing silence, padded up to ``min_window_s``, and bounds the decode by the
+audio's length. Short windows make Whisper restart the sentence after it ends ("... modern, in
+being comparatively modern, in"), so a too-long, repetitive or low-confidence fast result falls
+back to the full 30 s window; ``scripts/measure_stt.py`` measures both and how often that happens.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import zlib
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from voiceagent.backends._imports import require
+from voiceagent.errors import ModelError
+from voiceagent.interfaces import Transcript
+from voiceagent.transcript_filter import has_repeated_ngram
+
+if TYPE_CHECKING:
+    import numpy as np
+
+SAMPLE_RATE_HZ = 16000
+_HOP_SAMPLES = 160  # one mel frame per 10 ms
+_FULL_WINDOW_FRAMES = 3000  # Whisper's 30 s window
+_MAX_DECODER_TOKENS = 448
+_MIN_SAMPLES = 400  # one FFT window; shorter input is padded with silence
+_FIX = (
+    "run `voiceagent models verify`, then `voiceagent models pull whisper-tiny.en` "
+    "(or pass a CTranslate2 Whisper model folder)."
+)
+
+
+@dataclass(frozen=True)
+class WhisperOptions:
+    """How :class:`WhisperStt` decodes. The defaults are the measured ones.
+
+    Attributes:
+        fast_path: Encode only the utterance (plus padding) instead of a 30 s window.
+        trailing_silence_s: Silence appended after the utterance on the fast path, so the
+            model hears that the speech has ended.
+        min_window_s: The fast path's window is never shorter than this; below ~8 s Whisper
+            tends to start the sentence over once it has finished it.
+        max_tokens_per_s: Decode bound on the fast path, per second of audio ...
+        extra_tokens: ... plus this. Hitting the bound means a loop, and triggers the fallback.
+        beam_size: 1 is greedy decoding (beam search measured no better on tiny.en).
+        compression_ratio_above: Fall back when the text's gzip ratio is above this.
+        avg_logprob_below: Fall back when the mean token log-probability is below this ...
+        no_speech_prob_above: ... unless no-speech is also above this (that is silence, which
+            the transcript filter drops).
+        repeated_ngram_words: Fall back when any run of this many words occurs twice.
+    """
+
+    fast_path: bool = True
+    trailing_silence_s: float = 1.0
+    min_window_s: float = 10.0
+    max_tokens_per_s: float = 8.0
+    extra_tokens: int = 12
+    beam_size: int = 1
+    compression_ratio_above: float = 2.4
+    avg_logprob_below: float = -1.0
+    no_speech_prob_above: float = 0.6
+    repeated_ngram_words: int = 4
+
+
+DEFAULT_WHISPER_OPTIONS = WhisperOptions()
+
+
+class FallbackReason(StrEnum):
+    """Why the full 30 s window was used instead of the fast path's result."""
+
+    DISABLED = "disabled"
+    TOO_LONG = "too_long"
+    TOKEN_LIMIT = "token_limit"
+    COMPRESSION_RATIO = "compression_ratio"
+    REPEATED_PHRASE = "repeated_phrase"
+    LOW_LOGPROB = "low_logprob"
+
+
+@dataclass(frozen=True)
+class DecodeScores:
+    """What the decoder said about one attempt at an utterance."""
+
+    text: str
+    avg_logprob: float
+    no_speech_prob: float
+    compression_ratio: float
+    hit_token_limit: bool = False
+
+
+@dataclass(frozen=True)
+class SttResult:
+    """A transcript plus how it was made (for measurement and debugging).
+
+    Attributes:
+        transcript: What :meth:`WhisperStt.transcribe` returns.
+        fallback: Why the full window was used, or None when the fast path's result stood.
+        fast_attempt: The fast path's result, when it ran.
+    """
+
+    transcript: Transcript
+    fallback: FallbackReason | None
+    fast_attempt: DecodeScores | None
+
+
+def compression_ratio(text: str) -> float:
+    """gzip compression ratio of ``text``, as Whisper computes it (loops compress well)."""
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 1.0
+
+
+def fallback_reason(
+    scores: DecodeScores, options: WhisperOptions = DEFAULT_WHISPER_OPTIONS
+) -> FallbackReason | None:
+    """Decide whether a fast-path result needs the full window. Pure; no model involved."""
+    is_silence = (
+        scores.no_speech_prob > options.no_speech_prob_above
+        and scores.avg_logprob < options.avg_logprob_below
+    )
+    if is_silence:
+        return None  # Whisper's own silence rule; the transcript filter drops it
+    if scores.hit_token_limit:
+        return FallbackReason.TOKEN_LIMIT
+    if scores.compression_ratio > options.compression_ratio_above:
+        return FallbackReason.COMPRESSION_RATIO
+    if has_repeated_ngram(scores.text, options.repeated_ngram_words):
+        return FallbackReason.REPEATED_PHRASE
+    if scores.avg_logprob < options.avg_logprob_below:
+        return FallbackReason.LOW_LOGPROB
+    return None
+
+
+class WhisperStt:
+    """Whisper speech-to-text (English) on CTranslate2. Not thread-safe: call it from one
+    worker thread."""
+
+    def __init__(self, model: Any, path: Path, options: WhisperOptions) -> None:
+        self._model = model
+        self.path = path
+        self.options = options
+        np = require("numpy")
+        self._np = np
+        self._ctranslate2 = require("ctranslate2")
+        transcribe_module = require("faster_whisper.transcribe")
+        tokenizer_module = require("faster_whisper.tokenizer")
+        self._tokenizer = tokenizer_module.Tokenizer(
+            model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language="en"
+        )
+        self._prompt = [*self._tokenizer.sot_sequence, self._tokenizer.no_timestamps]
+        self._suppress_tokens = list(transcribe_module.get_suppressed_tokens(self._tokenizer, [-1]))
+
+    @classmethod
+    def load(
+        cls,
+        path: Path,
+        threads: int,
+        compute_type: str = "int8",
+        options: WhisperOptions = DEFAULT_WHISPER_OPTIONS,
+    ) -> WhisperStt:
+        """Load a CTranslate2 Whisper model folder.
+
+        Args:
+            path: The folder holding ``model.bin``, ``config.json`` and ``tokenizer.json``.
+            threads: CPU threads for the model.
+            compute_type: CTranslate2 compute type; ``int8`` is fastest on CPU.
+            options: Decoding options.
+
+        Raises:
+            ModelError: The folder is not a loadable CTranslate2 Whisper model.
+        """
+        path = Path(path)
+        _check_folder(path)
+        faster_whisper = require("faster_whisper")
+        try:
+            model = faster_whisper.WhisperModel(
+                str(path),
+                device="cpu",
+                compute_type=compute_type,
+                cpu_threads=threads,
+                num_workers=1,
+                local_files_only=True,
+            )
+        except Exception as exc:  # CTranslate2 and tokenizers raise their own types
+            reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+            if isinstance(exc, ValueError) and "compute type" in reason.lower():
+                raise ModelError(
+                    f"compute type {compute_type!r} does not work on this CPU ({reason}).",
+                    fix="use the compute type int8 (the default).",
+                ) from None
+            raise ModelError(
+                f"cannot load the speech-to-text model {path / 'model.bin'}: not a working "
+                f"CTranslate2 Whisper model ({reason}).",
+                fix=_FIX,
+            ) from None
+        stt = cls(model, path, options)
+        stt._warm_up()
+        return stt
+
+    def with_options(self, options: WhisperOptions) -> WhisperStt:
+        """Another view of the same loaded model that decodes with other options.
+
+        The view shares the model: closing either closes both.
+        """
+        return WhisperStt(self._loaded(), self.path, options)
+
+    def transcribe(self, audio_16k: np.ndarray) -> Transcript:
+        """Transcribe one utterance of 16 kHz mono float32 audio (any length)."""
+        return self.transcribe_detailed(audio_16k).transcript
+
+    def transcribe_detailed(self, audio_16k: np.ndarray) -> SttResult:
+        """Like :meth:`transcribe`, and also say whether and why the full window was used."""
+        started = time.perf_counter()
+        np = self._np
+        audio = np.asarray(audio_16k, dtype=np.float32)
+        if audio.ndim != 1:
+            raise ValueError(f"expected mono audio (one dimension), got shape {audio.shape}")
+        audio_s = audio.shape[0] / SAMPLE_RATE_HZ
+        if audio.shape[0] == 0:
+            elapsed_ms = (time.perf_counter() - started) * 1000.0
+            empty = Transcript(text="", audio_s=0.0, stt_ms=elapsed_ms, no_speech_prob=1.0)
+            return SttResult(transcript=empty, fallback=None, fast_attempt=None)
+
+        fast: DecodeScores | None = None
+        reason: FallbackReason | None
+        if not self.options.fast_path:
+            reason = FallbackReason.DISABLED
+        elif audio.shape[0] > _FULL_WINDOW_FRAMES * _HOP_SAMPLES:
+            reason = FallbackReason.TOO_LONG
+        else:
+            fast = self._decode_fast(audio)
+            reason = fallback_reason(fast, self.options)
+        scores = fast if reason is None and fast is not None else self._decode_full(audio)
+        transcript = Transcript(
+            text=scores.text,
+            audio_s=audio_s,
+            stt_ms=(time.perf_counter() - started) * 1000.0,
+            no_speech_prob=scores.no_speech_prob,
+            avg_logprob=scores.avg_logprob,
+            compression_ratio=scores.compression_ratio,
+            used_full_window=reason is not None,
+        )
+        return SttResult(transcript=transcript, fallback=reason, fast_attempt=fast)
+
+    def close(self) -> None:
+        """Release the model's memory. The instance cannot be used afterwards."""
+        model, self._model = self._model, None
+        if model is not None:
+            model.model.unload_model()
+
+    def __enter__(self) -> WhisperStt:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _loaded(self) -> Any:
+        if self._model is None:
+            raise RuntimeError("this WhisperStt was closed")
+        return self._model
+
+    def _decode_fast(self, audio: np.ndarray) -> DecodeScores:
+        """Encode the utterance plus silence (not 30 s) and decode greedily, bounded."""
+        np = self._np
+        model = self._loaded()
+        if audio.shape[0] < _MIN_SAMPLES:
+            audio = np.pad(audio, (0, _MIN_SAMPLES - audio.shape[0]))
+        features = model.feature_extractor(audio)
+        content_frames = features.shape[-1] - 1  # the extractor adds one frame of padding
+        pad_frames = round(self.options.trailing_silence_s * SAMPLE_RATE_HZ / _HOP_SAMPLES)
+        min_frames = round(self.options.min_window_s * SAMPLE_RATE_HZ / _HOP_SAMPLES)
+        window = max(content_frames + pad_frames, min_frames)
+        window = min(window + window % 2, _FULL_WINDOW_FRAMES)
+        # Zeros in the normalised log-mel domain, as faster-whisper pads its 30 s windows.
+        mel = np.zeros((1, features.shape[0], window), dtype=np.float32)
+        mel[0, :, :content_frames] = features[:, :content_frames]
+        encoded = model.model.encode(self._ctranslate2.StorageView.from_array(mel))
+
+        max_new_tokens = self._token_bound(audio.shape[0] / SAMPLE_RATE_HZ)
+        result = model.model.generate(
+            encoded,
+            [self._prompt],
+            beam_size=self.options.beam_size,
+            max_length=_max_length_for(max_new_tokens, len(self._prompt)),
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=self._suppress_tokens,
+        )[0]
+        tokens = result.sequences_ids[0]
+        text = self._tokenizer.decode(tokens).strip()
+        # The score is the mean log-probability over the tokens; Whisper counts the end token.
+        avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
+        return DecodeScores(
+            text=text,
+            avg_logprob=avg_logprob,
+            no_speech_prob=result.no_speech_prob,
+            compression_ratio=compression_ratio(text),
+            hit_token_limit=len(tokens) >= max_new_tokens,
+        )
+
+    def _decode_full(self, audio: np.ndarray) -> DecodeScores:
+        """faster-whisper's own transcribe(): 30 s windows, temperature fallback, any length."""
+        model = self._loaded()
+        window_s = min(audio.shape[0] / SAMPLE_RATE_HZ, _FULL_WINDOW_FRAMES / 100)
+        # Timestamps cost about two tokens per segment on top of the text, hence 1.5x.
+        max_new_tokens = self._token_bound(window_s, factor=1.5)
+        prompt_length = len(self._tokenizer.sot_sequence)
+        segments, _info = model.transcribe(
+            audio,
+            language="en",
+            beam_size=self.options.beam_size,
+            condition_on_previous_text=False,
+            # faster-whisper passes len(prompt) + max_new_tokens on as CTranslate2's max_length.
+            max_new_tokens=_max_length_for(max_new_tokens, prompt_length) - prompt_length,
+            vad_filter=False,
+        )
+        texts: list[str] = []
+        token_count = 0
+        logprob_sum = no_speech_sum = 0.0
+        worst_ratio = 1.0
+        for segment in segments:  # lazy: this loop is where the decoding happens
+            weight = len(segment.tokens) + 1
+            texts.append(segment.text.strip())
+            token_count += weight
+            logprob_sum += segment.avg_logprob * weight
+            no_speech_sum += segment.no_speech_prob * weight
+            worst_ratio = max(worst_ratio, segment.compression_ratio)
+        text = " ".join(t for t in texts if t)
+        if token_count == 0:
+            # faster-whisper skipped every window as silence (or decoded nothing).
+            return DecodeScores(text="", avg_logprob=0.0, no_speech_prob=1.0, compression_ratio=1.0)
+        return DecodeScores(
+            text=text,
+            avg_logprob=logprob_sum / token_count,
+            no_speech_prob=no_speech_sum / token_count,
+            compression_ratio=worst_ratio,
+        )
+
+    def _token_bound(self, audio_s: float, factor: float = 1.0) -> int:
+        """Most text tokens an utterance of ``audio_s`` seconds can plausibly need."""
+        bound = math.ceil(factor * self.options.max_tokens_per_s * audio_s)
+        return min(bound + self.options.extra_tokens, _MAX_DECODER_TOKENS // 2 - 1)
+
+    def _warm_up(self) -> None:
+        """One short decode so the first real utterance does not pay for allocations."""
+        self._decode_fast(self._np.zeros(SAMPLE_RATE_HZ // 2, dtype=self._np.float32))
+
+
+def _max_length_for(max_new_tokens: int, prompt_length: int) -> int:
+    """CTranslate2's ``max_length`` that lets Whisper emit exactly ``max_new_tokens`` tokens.
+
+    CTranslate2 caps the text at ``min(max_length // 2, max_length - (prompt_length - 1))``
+    tokens (src/models/whisper.cc), not at ``max_length - prompt_length``.
+    """
+    return min(_MAX_DECODER_TOKENS, max(2 * max_new_tokens, max_new_tokens + prompt_length - 1))
+
+
+def _check_folder(path: Path) -> None:
+    """Refuse what is plainly not a CTranslate2 Whisper folder before CTranslate2 sees it."""
+    if not path.exists():
+        raise ModelError(f"the speech-to-text model {path} does not exist.", fix=_FIX)
+    if not path.is_dir():
+        raise ModelError(
+            f"{path} is a file, not a CTranslate2 Whisper model folder (with model.bin).",
+            fix=_FIX,
+        )
+    missing = [name for name in ("model.bin", "tokenizer.json") if not (path / name).is_file()]
+    if missing:
+        raise ModelError(
+            f"{path} is not a CTranslate2 Whisper model folder: {', '.join(missing)} missing.",
+            fix=_FIX,
+        )
