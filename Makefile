@@ -35,7 +35,7 @@ system-deps:
 
 # The sound-server tests need a PulseAudio server with null sinks.
 test-system-deps:
-	@scripts/ensure-system-packages.sh pulseaudio pulseaudio-utils libasound2-plugins
+	@scripts/ensure-system-packages.sh pulseaudio pulseaudio-utils libasound2-plugins strace
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "voiceagent needs Python 3.11 or newer (found " + sys.version.split()[0] + ")")'

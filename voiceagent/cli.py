@@ -253,7 +253,7 @@ def talk(
     """Talk with the assistant: microphone to speaker, or files."""
     from voiceagent.errors import UsageError
     from voiceagent.session import Duplex
-    from voiceagent.talk import TalkOptions, run_talk
+    from voiceagent.talk import Stopped, TalkOptions, run_talk
 
     try:
         duplex_mode = Duplex(duplex)
@@ -266,7 +266,11 @@ def talk(
         input=input, output=output, jsonl=jsonl, duplex=duplex_mode, no_reply=no_reply,
         fast=fast, max_turns=max_turns, log=not no_log,
     )  # fmt: skip
-    run_talk(settings, options)
+    try:
+        run_talk(settings, options)
+    except Stopped as stopped:
+        typer.echo(f"voiceagent: stopped ({stopped}).", err=True)
+        raise typer.Exit(128 + stopped.signal_number) from None
 
 
 @app.command()

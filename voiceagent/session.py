@@ -154,6 +154,7 @@ class _PendingReply:
     user_text: str
     generation: int
     go: asyncio.Event
+    messages: list[ChatMessage]  # the prompt, taken before the history learns of this turn
     voice_stopped_s: float = 0.0
     latency: dict[str, float | None] = field(default_factory=dict)
     speculative: bool = False
@@ -477,7 +478,9 @@ class VoiceSession:
 
     def _start_reply(self, user_text: str) -> _PendingReply:
         self._generation += 1
-        pending = _PendingReply(user_text, self._generation, asyncio.Event())
+        pending = _PendingReply(
+            user_text, self._generation, asyncio.Event(), self._prompt_with(user_text)
+        )
         self._pending = pending
         self._respond_task = asyncio.ensure_future(self._respond(pending))
         return pending
@@ -501,10 +504,9 @@ class VoiceSession:
         def first_audio() -> None:
             self.state = State.SPEAKING
 
-        messages = self._prompt_with(pending.user_text)
         try:
             reply = asyncio.ensure_future(
-                self._responder.reply(messages, is_current, first_audio, gate=pending.go)
+                self._responder.reply(pending.messages, is_current, first_audio, gate=pending.go)
             )
             await pending.go.wait()
             self.state = State.THINKING

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -162,13 +163,45 @@ def run_talk(settings: Settings, options: TalkOptions) -> SessionResult:
             history_tokens=settings.history_tokens,
             turn_log=turn_log,
         )
-        return asyncio.run(session.run())
+        return asyncio.run(_run_until_signal(session))
     finally:
         if sink is not None:
             sink.close()
         if turn_log is not None:
             turn_log.close()
         models.close()
+
+
+class Stopped(Exception):
+    """The session was stopped by SIGINT or SIGTERM (after a clean shutdown)."""
+
+    def __init__(self, signal_number: int) -> None:
+        super().__init__(signal.Signals(signal_number).name)
+        self.signal_number = signal_number
+
+
+async def _run_until_signal(session: VoiceSession) -> SessionResult:
+    """Run the session; Ctrl-C or SIGTERM cancels it, so replies stop between tokens, the
+    devices close and the log keeps every finished turn."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(session.run())
+    received: list[int] = []
+
+    def stop(signal_number: int) -> None:
+        received.append(signal_number)
+        task.cancel()
+
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signal_number, stop, signal_number)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if received:
+            raise Stopped(received[0]) from None
+        raise
+    finally:
+        for signal_number in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signal_number)
 
 
 class _Named:
