@@ -13,12 +13,12 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: talk test setup setup-test models system-deps test-system-deps clean
+.PHONY: talk test setup setup-test models test-models system-deps test-system-deps clean
 
 talk: setup models
 	$(BIN)/voiceagent talk $(ARGS)
 
-test: setup-test models
+test: setup-test models test-models
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 setup: system-deps $(VENV)/.installed
@@ -28,6 +28,11 @@ setup-test: setup test-system-deps $(VENV)/.installed-test
 models: setup
 	$(BIN)/voiceagent models pull
 	$(BIN)/voiceagent models pull smart-turn-v3.2
+
+# The tests also pull the two-part whisper-base, so its wheels are in the cache when the
+# suite runs without network.
+test-models: setup
+	$(BIN)/voiceagent models pull whisper-base
 
 # PortAudio is the one system library the product needs.
 system-deps:

