@@ -59,7 +59,10 @@ def load_model(kind: ModelKind, path: Path, settings: Settings) -> Any:
         from voiceagent.backends.llama_cpp import LlamaLlm
 
         llm = LlamaLlm.load(
-            path, threads=settings.llm_threads, context_tokens=settings.context_tokens
+            path,
+            threads=settings.llm_threads,
+            batch_threads=settings.threads,
+            context_tokens=settings.context_tokens,
         )
         llm.warm_up(settings.system_prompt)
         return llm

@@ -69,7 +69,7 @@ def test_speech_from_half_a_second_to_two_and_a_half() -> None:
     stopped = events[1][1]
     assert isinstance(stopped, SilenceStarted)
     assert stopped.silence_start_sample == (16 + 63) * FRAME_SAMPLES
-    assert stopped.detected_sample == (16 + 63 + 3) * FRAME_SAMPLES  # three silent frames
+    assert stopped.detected_sample == (16 + 63 + 2) * FRAME_SAMPLES  # two silent frames
 
     assert machine.state is VadState.PAUSE
     assert not machine.is_speech
@@ -153,7 +153,7 @@ def test_probabilities_between_the_thresholds_keep_the_current_state() -> None:
 
 
 def test_a_dip_shorter_than_speech_end_frames_is_not_a_pause() -> None:
-    _, events = run(script((5, QUIET), (15, SPEECH), (2, QUIET), (15, SPEECH)))
+    _, events = run(script((5, QUIET), (15, SPEECH), (1, QUIET), (15, SPEECH)))
     assert [type(event) for _, event in events] == [SpeechStarted]
 
 

@@ -322,11 +322,16 @@ class LlamaLlm:
         threads: int,
         context_tokens: int = 2048,
         *,
+        batch_threads: int | None = None,
         system_prompt: str | None = None,
         sampling: SamplingOptions | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> LlamaLlm:
-        """Load a GGUF chat model; with ``system_prompt``, also evaluate it so turn 1 is fast."""
+        """Load a GGUF chat model; with ``system_prompt``, also evaluate it so turn 1 is fast.
+
+        ``threads`` generate tokens; ``batch_threads`` (default: the same) evaluate the prompt,
+        which happens while nothing else runs, so it may take every core.
+        """
         path = Path(path)
         read_gguf_layout(path)
         llama_module = require("llama_cpp")
@@ -337,7 +342,7 @@ class LlamaLlm:
                 n_ctx=context_tokens,
                 n_batch=min(512, context_tokens),
                 n_threads=threads,
-                n_threads_batch=threads,
+                n_threads_batch=batch_threads or threads,
                 verbose=False,
             )
         except (ValueError, RuntimeError) as exc:

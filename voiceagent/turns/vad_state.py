@@ -44,7 +44,7 @@ class VadConfig:
     end_threshold: float = 0.35
     min_speech_ms: float = 250.0
     speech_start_frames: int = 2
-    speech_end_frames: int = 3
+    speech_end_frames: int = 2
     pre_roll_ms: float = 300.0
     sample_rate_hz: int = SAMPLE_RATE_HZ
     frame_samples: int = FRAME_SAMPLES
