@@ -28,7 +28,7 @@ class ChunkerConfig:
     """
 
     first_chunk_min_words: int = 3
-    first_chunk_max_words: int = 12
+    first_chunk_max_words: int = 7
     max_chunk_words: int = 40
 
     def __post_init__(self) -> None:
