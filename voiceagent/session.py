@@ -63,6 +63,7 @@ from voiceagent.turns.vad_state import (
     SpeechStarted,
     UtteranceStats,
     VadConfig,
+    VadState,
     VadStateMachine,
 )
 from voiceagent.workers import ModelWorker
@@ -148,11 +149,14 @@ class _Utterance:
 
 @dataclass
 class _PendingReply:
-    """A reply in the making. ``go`` opens when the end of the turn is confirmed: until then
-    it is speculative (started on the transcript of a pause) and nothing of it is heard."""
+    """A reply in the making. Until ``confirmed`` (the end of the turn is decided) it is
+    speculative, started on the transcript of a pause. ``go`` lets its first audio out: open
+    once confirmed and while the microphone hears no voice, so we never start talking over a
+    user who is going on."""
 
     user_text: str
     generation: int
+    confirmed: asyncio.Event
     go: asyncio.Event
     messages: list[ChatMessage]  # the prompt, taken before the history learns of this turn
     voice_stopped_s: float = 0.0
@@ -200,6 +204,7 @@ class VoiceSession:
         self._generation = 0
         self._respond_task: asyncio.Task[None] | None = None
         self._pending: _PendingReply | None = None
+        self._carried_user_text = ""  # said before a pause we wrongly took for the end
         self._responder: Responder | None = None
         self._last_reply_text = ""
         self._started_s = clock.now_s()
@@ -244,7 +249,25 @@ class VoiceSession:
 
     @property
     def _pending_committed(self) -> bool:
-        return self._pending is not None and self._pending.go.is_set()
+        return self._pending is not None and self._pending.confirmed.is_set()
+
+    def _reply_is_silent_yet(self) -> bool:
+        """A confirmed reply whose first audio has not been played."""
+        pending, responder = self._pending, self._responder
+        if pending is None or not pending.confirmed.is_set() or responder is None:
+            return False
+        current = responder.current
+        return current is None or not current.chunks
+
+    def _update_audio_gate(self) -> None:
+        """Hold the first audio while the microphone hears voice (a blip or a user going on)."""
+        pending = self._pending
+        if pending is None or not pending.confirmed.is_set():
+            return
+        if self._vad_state.state is VadState.SILENCE:
+            pending.go.set()
+        else:
+            pending.go.clear()
 
     @property
     def _turns_done(self) -> bool:
@@ -297,6 +320,8 @@ class VoiceSession:
         probability = await vad_worker.call(self.models.vad.probability, frame.samples)
         for event in self._vad_state.update(probability, frame_end):
             self._on_vad_event(event)
+        if self._reply_is_silent_yet():
+            self._update_audio_gate()
         if self._utterance is not None:
             await self._check_end_of_utterance(frame_end)
         if not self.options.realtime and self._respond_task is not None and self._pending_committed:
@@ -313,7 +338,12 @@ class VoiceSession:
                 speech_started_s=event.start_sample / PIPELINE_RATE_HZ,
             )
             self._emit(SpeechStart(self._now(), audio_s=event.start_sample / PIPELINE_RATE_HZ))
-            self._maybe_barge_in(event)
+            if self._reply_is_silent_yet():
+                # The user went on after we decided they were done, before we said a word:
+                # drop the reply; their next words are merged into the same turn.
+                self._abort_unheard_reply()
+            else:
+                self._maybe_barge_in(event)
         elif isinstance(event, SilenceStarted) and self._utterance is not None:
             utterance = self._utterance
             utterance.voice_stopped_sample = event.silence_start_sample
@@ -437,15 +467,19 @@ class VoiceSession:
             self._record_turn(transcript.text, "", latency, speculative)
             return
         pending = self._pending
-        if pending is None or pending.go.is_set() or pending.user_text != transcript.text:
+        if pending is None or pending.confirmed.is_set() or pending.user_text != transcript.text:
             await self._cancel_reply()  # one reply at a time
             pending = self._start_reply(transcript.text)
         assert self.history is not None
         self.history.add_user(transcript.text)
+        if self._carried_user_text:
+            pending.user_text = f"{self._carried_user_text} {transcript.text}"
+            self._carried_user_text = ""
         pending.voice_stopped_s = voice_stopped_s
         pending.latency = latency
         pending.speculative = speculative
-        pending.go.set()
+        pending.confirmed.set()
+        self._update_audio_gate()
 
     def _drop_reason(self, transcript: Transcript, voiced_share: float) -> str | None:
         reason = check_transcript(transcript, voiced_share)
@@ -466,9 +500,20 @@ class VoiceSession:
             return
         self._start_reply(transcript.text).llm_started_early = True
 
+    def _abort_unheard_reply(self) -> None:
+        if self._pending is not None:
+            # The history keeps this as an unanswered user turn; the next one joins it.
+            self._carried_user_text = f"{self._carried_user_text} {self._pending.user_text}".strip()
+        self._generation += 1
+        if self._respond_task is not None:
+            self._respond_task.cancel()
+        self._respond_task = None
+        self._pending = None
+        self.state = State.LISTENING
+
     def _abort_speculative_reply(self) -> None:
         pending = self._pending
-        if pending is None or pending.go.is_set():
+        if pending is None or pending.confirmed.is_set():
             return
         self._generation += 1
         if self._respond_task is not None:
@@ -479,8 +524,9 @@ class VoiceSession:
     def _start_reply(self, user_text: str) -> _PendingReply:
         self._generation += 1
         pending = _PendingReply(
-            user_text, self._generation, asyncio.Event(), self._prompt_with(user_text)
-        )
+            user_text, self._generation, asyncio.Event(), asyncio.Event(),
+            self._prompt_with(user_text),
+        )  # fmt: skip
         self._pending = pending
         self._respond_task = asyncio.ensure_future(self._respond(pending))
         return pending
@@ -508,7 +554,7 @@ class VoiceSession:
             reply = asyncio.ensure_future(
                 self._responder.reply(pending.messages, is_current, first_audio, gate=pending.go)
             )
-            await pending.go.wait()
+            await pending.confirmed.wait()
             self.state = State.THINKING
             self._emit(Thinking(self._now()))
             outcome = await reply
