@@ -31,6 +31,7 @@ from voiceagent.events import (
     EventSink,
     Interrupted,
     Listening,
+    PartialTranscript,
     Reply,
     SessionEnd,
     SpeechEnd,
@@ -102,6 +103,7 @@ class SessionOptions:
     limits: ReplyLimits = field(default_factory=ReplyLimits)
     echo_tail_ms: float = 300.0  # half duplex: also ignore this long after our voice stops
     max_buffer_s: float = 35.0
+    partial_every_s: float | None = None  # listen-only: re-transcribe this often while speaking
 
 
 @dataclass
@@ -145,6 +147,8 @@ class _Utterance:
     speculation_upto: int = 0
     hint: asyncio.Task[float] | None = None
     hint_audio_end_s: float = 0.0
+    partial: asyncio.Task[None] | None = None
+    partial_upto: int = 0
 
 
 @dataclass
@@ -323,6 +327,7 @@ class VoiceSession:
         if self._reply_is_silent_yet():
             self._update_audio_gate()
         if self._utterance is not None:
+            self._maybe_partial(self._utterance, frame_end)
             await self._check_end_of_utterance(frame_end)
         if not self.options.realtime and self._respond_task is not None and self._pending_committed:
             # As fast as possible: one turn at a time, like a user who waits for the answer.
@@ -355,6 +360,26 @@ class VoiceSession:
             self._utterance.voice_stopped_s = None
             self._drop_speculation(self._utterance)
             self._abort_speculative_reply()
+
+    def _maybe_partial(self, utterance: _Utterance, frame_end: int) -> None:
+        """Listen-only mode: the words so far, updated while the user speaks. (With replies
+        on, the STT worker stays free for the transcript of the pause, which sets latency.)"""
+        every_s = self.options.partial_every_s
+        if every_s is None or not self._vad_state.is_speech:
+            return
+        if utterance.partial is not None and not utterance.partial.done():
+            return
+        if frame_end - max(utterance.partial_upto, utterance.start_sample) < every_s * PIPELINE_RATE_HZ:
+            return
+        utterance.partial_upto = frame_end
+        audio = self._audio_between(utterance.start_sample, frame_end)
+
+        async def transcribe_partial() -> None:
+            transcript = await self.models.worker("stt").call(self.models.stt.transcribe, audio)
+            if self._utterance is utterance and transcript.text.strip():
+                self._emit(PartialTranscript(self._now(), text=transcript.text.strip()))
+
+        utterance.partial = asyncio.ensure_future(transcribe_partial())
 
     def _start_speculation(self, utterance: _Utterance, upto_sample: int) -> None:
         self._drop_speculation(utterance)

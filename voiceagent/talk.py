@@ -21,6 +21,7 @@ from voiceagent.events import (
     Interrupted,
     JsonlEvents,
     Listening,
+    PartialTranscript,
     SessionEnd,
     SpeechEnd,
     SpeechStart,
@@ -78,6 +79,8 @@ class TerminalEvents:
             self._say("  ... hearing you")
         elif isinstance(event, SpeechEnd):
             self._say(f"  ... you stopped ({event.eou_ms:.0f} ms to decide)")
+        elif isinstance(event, PartialTranscript):
+            self._say(f"  ... {event.text}")
         elif isinstance(event, TranscriptEvent):
             self._say(f"you: {event.text}")
         elif isinstance(event, Dropped):
@@ -140,6 +143,7 @@ def run_talk(settings: Settings, options: TalkOptions) -> SessionResult:
         max_turns=options.max_turns,
         endpointing=endpointing,
         limits=ReplyLimits(max_tokens=settings.max_reply_tokens, max_s=settings.max_reply_s),
+        partial_every_s=1.0 if options.no_reply and not options.fast else None,
     )
     models = load_models(settings, reply=not options.no_reply)
     sink = None

@@ -141,3 +141,18 @@ def test_chat_replies_to_typed_lines(env):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip()
+
+
+def test_listen_only_shows_partial_text_while_the_user_speaks(env, shared_audio):
+    path = shared_audio / "speech" / "jfk.flac"
+    done = voiceagent("talk", "--input", str(path), "--no-reply", "--jsonl", "--no-log", env=env)
+    assert done.returncode == 0, done.stderr
+    events = events_of(done.stdout)
+    partials = [e for e in events if e["event"] == "partial_transcript"]
+    assert len(partials) >= 3
+    final = [e["text"].lower() for e in events if e["event"] == "transcript"][-1]
+    assert "ask not" in final
+    # Each partial comes before the final transcript of its utterance.
+    last_partial = max(i for i, e in enumerate(events) if e["event"] == "partial_transcript")
+    last_final = max(i for i, e in enumerate(events) if e["event"] == "transcript")
+    assert last_partial < last_final
