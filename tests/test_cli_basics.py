@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -79,3 +80,11 @@ def test_devices_json_is_a_list():
     assert isinstance(devices, list)
     for device in devices:
         assert {"index", "name", "max_input_channels", "max_output_channels"} <= set(device)
+
+
+@pytest.mark.unit
+def test_onnxruntime_telemetry_is_off_for_every_entry_point():
+    code = "import os, voiceagent; print(os.environ.get('ORT_DISABLE_TELEMETRY'))"
+    env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.stdout.strip() == "1"
