@@ -315,8 +315,9 @@ class VoiceSession:
     async def _on_frame(self, frame: AudioFrame, vad_worker: ModelWorker) -> None:
         frame_end = frame.sample_index + frame.valid_samples
         self._offset_s = self._now() - frame_end / PIPELINE_RATE_HZ
-        if self.options.duplex is Duplex.HALF and self._is_our_voice_playing():
-            # We are talking: whatever the microphone hears now is probably us.
+        if self.options.duplex is Duplex.HALF and self.options.realtime and self._is_our_voice_playing():
+            # We are talking: whatever the microphone hears now is probably us. (As fast as
+            # possible there is no shared timeline with our voice, and a file cannot hear it.)
             if self._vad_state.is_in_utterance or self._utterance is not None:
                 self._abandon_utterance()
             return
