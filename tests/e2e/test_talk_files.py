@@ -156,3 +156,23 @@ def test_listen_only_shows_partial_text_while_the_user_speaks(env, shared_audio)
     last_partial = max(i for i, e in enumerate(events) if e["event"] == "partial_transcript")
     last_final = max(i for i, e in enumerate(events) if e["event"] == "transcript")
     assert last_partial < last_final
+
+
+def test_without_an_input_device_talk_replays_the_sample_question(env, tmp_path):
+    env = {k: v for k, v in env.items() if not k.startswith("PULSE_")}
+    listed = voiceagent("devices", "--json", env=env)
+    if any(d["max_input_channels"] > 0 for d in json.loads(listed.stdout or "[]")):
+        pytest.skip("this machine has an input device")
+    done = subprocess.run(
+        [sys.executable, "-m", "voiceagent", "talk", "--jsonl", "--no-log"],
+        capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    notice = [line for line in done.stderr.splitlines() if line.startswith("voiceagent:")]
+    assert len(notice) == 1 and "no input device" in notice[0]
+    replies = list(tmp_path.glob("voiceagent-reply-*.wav"))
+    assert len(replies) == 1 and str(replies[0].name) in notice[0]
+    turn = next(e for e in events_of(done.stdout) if e["event"] == "turn")
+    assert "forget" in turn["user_text"].lower()
+    audio, _ = soundfile.read(replies[0], dtype="float32")
+    assert float(np.sqrt(np.mean(audio**2))) > 0.01

@@ -47,6 +47,8 @@ policy = EndpointingPolicy()
         ("apples, pears, etc.", TranscriptEnding.UNKNOWN),
         ("what time is it", TranscriptEnding.UNKNOWN),
         ("hello there", TranscriptEnding.UNKNOWN),
+        ("\x1f", TranscriptEnding.UNKNOWN),  # white space outside the closers (found by hypothesis)
+        ("\u2028 \x1c", TranscriptEnding.UNKNOWN),
     ],
 )
 def test_transcript_ending(transcript: str | None, ending: TranscriptEnding) -> None:

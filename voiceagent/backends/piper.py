@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from voiceagent.backends._imports import require
+from voiceagent.backends._onnx import open_onnx_session
 from voiceagent.errors import ModelError
 
 _PIPER_INPUTS = {"input", "input_lengths", "scales"}
@@ -39,7 +40,6 @@ class PiperTts:
         """Load a voice; with ``warm_up``, synthesize one word so the first reply is not slow."""
         path = Path(path)
         config = _read_config(path)
-        ort = require("onnxruntime")
         piper = require("piper")
         try:
             piper_config = piper.PiperConfig.from_dict(config)
@@ -48,20 +48,7 @@ class PiperTts:
                 f"{_config_path(path)} is not a Piper voice config (bad or missing {exc}).",
                 fix=_FIX_VOICE,
             ) from None
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        try:
-            session = ort.InferenceSession(
-                str(path), sess_options=options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise ModelError(
-                f"cannot load the voice {path}: not a valid ONNX model "
-                f"({type(exc).__name__}; truncated or corrupt?).",
-                fix=_FIX_VOICE,
-            ) from None
+        session = open_onnx_session(path, threads, "the voice", _FIX_VOICE)
         names = {i.name for i in session.get_inputs()}
         if not _PIPER_INPUTS <= names:
             raise ModelError(

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from voiceagent.backends._imports import require
+from voiceagent.backends._onnx import open_onnx_session
 from voiceagent.errors import ModelError
 
 FRAME_SAMPLES = 512
@@ -30,20 +31,12 @@ class SileroVad:
 
     @classmethod
     def load(cls, path: Path, threads: int = 1) -> SileroVad:
-        ort = require("onnxruntime")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        try:
-            session = ort.InferenceSession(
-                str(path), sess_options=options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise ModelError(
-                f"cannot load the VAD model {path} ({type(exc).__name__}).",
-                fix="run `voiceagent models verify` and `voiceagent models pull silero-vad`.",
-            ) from None
+        session = open_onnx_session(
+            path,
+            threads,
+            "the VAD model",
+            "run `voiceagent models verify` and `voiceagent models pull silero-vad`.",
+        )
         names = {i.name for i in session.get_inputs()}
         if not {"input", "state", "sr"} <= names:
             raise ModelError(

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from voiceagent.backends._imports import require
+from voiceagent.backends._onnx import open_onnx_session
 from voiceagent.errors import ModelError
 
 WINDOW_SAMPLES = 8 * 16000
@@ -25,22 +26,10 @@ class SmartTurn:
 
     @classmethod
     def load(cls, path: Path, threads: int = 1) -> SmartTurn:
-        ort = require("onnxruntime")
         feature_extractor = require("faster_whisper.feature_extractor")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.log_severity_level = 3
-        try:
-            session = ort.InferenceSession(
-                str(path), sess_options=options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise ModelError(
-                f"cannot load the turn model {path} ({type(exc).__name__}).",
-                fix="run `voiceagent models pull smart-turn-v3.2`.",
-            ) from None
+        session = open_onnx_session(
+            path, threads, "the turn model", "run `voiceagent models pull smart-turn-v3.2`."
+        )
         if [i.name for i in session.get_inputs()] != ["input_features"]:
             raise ModelError(
                 f"{path} is not a Smart Turn v3 model.",

@@ -182,7 +182,10 @@ def classify_transcript_ending(transcript: str | None) -> TranscriptEnding:
         return TranscriptEnding.UNKNOWN
     if text.endswith(_TRAILING_OFF):
         return TranscriptEnding.INCOMPLETE
-    last_word = text.rsplit(None, 1)[-1].lstrip("\"'“‘«([{¿¡").lower()
+    words = text.rsplit(None, 1)
+    if not words:  # only white space that _CLOSERS does not list (e.g. "\x1f")
+        return TranscriptEnding.UNKNOWN
+    last_word = words[-1].lstrip("\"'“‘«([{¿¡").lower()
     if text.endswith(("?", "!")):
         return TranscriptEnding.COMPLETE
     if text.endswith("."):
