@@ -7,6 +7,7 @@ import functools
 from pathlib import Path
 from typing import Any
 
+from voiceagent.backends._imports import require
 from voiceagent.config import Settings
 from voiceagent.models.catalog import ModelKind
 from voiceagent.models.store import resolve_model
@@ -77,6 +78,17 @@ def load_model(kind: ModelKind, path: Path, settings: Settings) -> Any:
     raise ValueError(f"no loader for {kind}")
 
 
+def _modules_for(paths: dict[str, Path]) -> list[str]:
+    modules = {
+        "vad": ["onnxruntime"],
+        "stt": ["faster_whisper", "faster_whisper.feature_extractor"],
+        "llm": ["llama_cpp"],
+        "tts": ["onnxruntime", "piper"],
+        "turn": ["onnxruntime", "faster_whisper.feature_extractor"],
+    }
+    return list(dict.fromkeys(m for name in paths for m in modules[name]))
+
+
 _KINDS = {
     "vad": ModelKind.VAD,
     "stt": ModelKind.STT,
@@ -89,6 +101,10 @@ _KINDS = {
 def load_models(settings: Settings, reply: bool) -> Models:
     """Load the models, each on its own worker thread, in parallel."""
     paths = resolve_all(settings, reply)
+    # Import the libraries here, one after the other: two loader threads importing the same
+    # package at once (faster_whisper for Whisper and Smart Turn) trip Python's import lock.
+    for module in _modules_for(paths):
+        require(module)
     ids = {"vad": settings.vad_model, "stt": settings.stt_model}
     if reply:
         ids.update(llm=settings.llm_model, tts=settings.voice)

@@ -220,6 +220,16 @@ def is_repetition_loop(text: str, options: FilterOptions = DEFAULT_FILTER_OPTION
     )
 
 
+def is_mostly_punctuation(text: str) -> bool:
+    """Whether ``text`` is mostly tokens without a letter or digit ("game of the . . . . .").
+
+    Whisper pads noise with runs of dots like this; speech has a stray dash at most.
+    """
+    tokens = text.split()
+    marks = sum(1 for token in tokens if not any(c.isalnum() for c in token))
+    return marks >= 5 and 2 * marks >= len(tokens)
+
+
 def has_repeated_ngram(text: str, words_per_ngram: int = 4) -> bool:
     """Whether any run of ``words_per_ngram`` words occurs twice in ``text``.
 
@@ -279,6 +289,6 @@ def check_transcript(
         return DropReason.PHANTOM_PHRASE
     if is_filler_only(transcript.text):
         return DropReason.FILLER_ONLY
-    if is_repetition_loop(transcript.text, options):
+    if is_repetition_loop(transcript.text, options) or is_mostly_punctuation(transcript.text):
         return DropReason.REPETITION
     return None

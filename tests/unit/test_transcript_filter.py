@@ -216,3 +216,10 @@ def test_a_clearly_spoken_thank_you_is_kept_but_a_phantom_one_is_not() -> None:
     assert check_transcript(unsure, voiced_share=0.9) is DropReason.PHANTOM_PHRASE
     credits = Transcript("Thanks for watching!", 1.0, 1.0, no_speech_prob=0.0, avg_logprob=-0.1)
     assert check_transcript(credits, voiced_share=1.0) is DropReason.PHANTOM_PHRASE
+
+
+def test_dot_runs_whisper_pads_noise_with_are_dropped() -> None:
+    garbage = Transcript("game of the . . . . . . . . . .", 10.0, 1.0, 0.3, -0.5)
+    assert check_transcript(garbage, voiced_share=0.5) is DropReason.REPETITION
+    speech = Transcript("Well - I think so - yes.", 2.0, 1.0, 0.01, -0.2)
+    assert check_transcript(speech, voiced_share=0.9) is None

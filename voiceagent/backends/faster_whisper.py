@@ -318,6 +318,9 @@ class WhisperStt:
             language="en",
             beam_size=self.options.beam_size,
             condition_on_previous_text=False,
+            # Greedy only: the default temperature fallback samples at random, so the same
+            # audio (noise above all) could give a different transcript on each run.
+            temperature=0.0,
             # faster-whisper passes len(prompt) + max_new_tokens on as CTranslate2's max_length.
             max_new_tokens=_max_length_for(max_new_tokens, prompt_length) - prompt_length,
             vad_filter=False,
