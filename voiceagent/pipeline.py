@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 from pathlib import Path
 from typing import Any
@@ -137,7 +136,3 @@ def load_models(settings: Settings, reply: bool) -> Models:
         workers=workers,
         ids=ids,
     )
-
-
-async def load_models_async(settings: Settings, reply: bool) -> Models:
-    return await asyncio.to_thread(load_models, settings, reply)

@@ -37,11 +37,6 @@ class ReplyOutcome:
     tts_first_audio_ms: float | None = None
     first_audio_s: float | None = None
     chunks: list[SpokenChunk] = field(default_factory=list)
-    audio_end_s: float = 0.0  # clock time the last written sample finishes playing
-    generated_tokens: int = 0
-    llm_s: float = 0.0
-    tts_audio_s: float = 0.0
-    tts_compute_s: float = 0.0
 
 
 class Responder:
@@ -103,14 +98,12 @@ class Responder:
                 if outcome.llm_first_token_ms is None:
                     outcome.llm_first_token_ms = (self.clock.now_s() - started_s) * 1000
                 outcome.text += delta
-                outcome.generated_tokens += 1
                 for chunk in chunker.feed(delta):
                     if not is_current():
                         break
                     await self._speak(chunk, outcome, is_current, on_first_audio, gate)
                 if not is_current():
                     break
-            outcome.llm_s = self.clock.now_s() - started_s
             if is_current():
                 for chunk in chunker.flush():
                     await self._speak(chunk, outcome, is_current, on_first_audio, gate)
@@ -133,7 +126,6 @@ class Responder:
         asked_s = self.clock.now_s()
         audio = await self.tts_worker.call(lambda: list(self.tts.synthesize(text)))
         done_s = self.clock.now_s()
-        outcome.tts_compute_s += done_s - asked_s
         if outcome.tts_first_audio_ms is None:
             outcome.tts_first_audio_ms = (done_s - asked_s) * 1000
         rate = self.tts.sample_rate_hz
@@ -152,10 +144,8 @@ class Responder:
         if outcome.first_audio_s is None:
             outcome.first_audio_s = self.sink.first_sample_time_s
         duration_s = samples / rate
-        outcome.tts_audio_s += duration_s
         now_s = self.clock.now_s()
         self.speaking_until_s = max(self.speaking_until_s, now_s) + duration_s
-        outcome.audio_end_s = self.speaking_until_s
         outcome.chunks.append(SpokenChunk(text, before, _written_position(self.sink) - before))
 
 

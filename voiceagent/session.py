@@ -144,7 +144,6 @@ class _Utterance:
     voice_stopped_sample: int | None = None
     voice_stopped_s: float | None = None  # session time
     speculation: asyncio.Task[Any] | None = None
-    speculation_upto: int = 0
     hint: asyncio.Task[float] | None = None
     hint_audio_end_s: float = 0.0
     partial: asyncio.Task[None] | None = None
@@ -385,7 +384,6 @@ class VoiceSession:
     def _start_speculation(self, utterance: _Utterance, upto_sample: int) -> None:
         self._drop_speculation(utterance)
         audio = self._audio_between(utterance.start_sample, upto_sample)
-        utterance.speculation_upto = upto_sample
         utterance.speculation = asyncio.ensure_future(
             self.models.worker("stt").call(self.models.stt.transcribe, audio)
         )
@@ -530,22 +528,23 @@ class VoiceSession:
         if self._pending is not None:
             # The history keeps this as an unanswered user turn; the next one joins it.
             self._carried_user_text = f"{self._carried_user_text} {self._pending.user_text}".strip()
+        self._drop_reply()
+
+    def _abort_speculative_reply(self) -> None:
+        pending = self._pending
+        if pending is None or pending.confirmed.is_set():
+            return
+        self._drop_reply()
+
+    def _drop_reply(self) -> None:
+        """Abandon the current reply at once: late tokens and audio of its generation are
+        ignored, and the LLM stops at its next token."""
         self._generation += 1
         if self._respond_task is not None:
             self._respond_task.cancel()
         self._respond_task = None
         self._pending = None
         self.state = State.LISTENING
-
-    def _abort_speculative_reply(self) -> None:
-        pending = self._pending
-        if pending is None or pending.confirmed.is_set():
-            return
-        self._generation += 1
-        if self._respond_task is not None:
-            self._respond_task.cancel()
-        self._respond_task = None
-        self._pending = None
 
     def _start_reply(self, user_text: str) -> _PendingReply:
         self._generation += 1
@@ -638,16 +637,11 @@ class VoiceSession:
             return
         assert self.sink is not None
         responder = self._responder
-        self._generation += 1  # late tokens and audio of the old reply are dropped
         heard_samples = self._heard_samples()
         self.sink.clear()
         cleared_s = self._now()
         responder.speaking_until_s = self.clock.now_s()
-        task, self._respond_task = self._respond_task, None
-        self._pending = None
-        if task is not None:
-            task.cancel()
-        self.state = State.LISTENING
+        self._drop_reply()
         current = responder.current
         heard = heard_text(current.chunks, heard_samples) if current is not None else ""
         if self.history is not None:

@@ -13,13 +13,8 @@ from voiceagent.interfaces import ReplyLimits
 from voiceagent.models.catalog import ModelKind
 from voiceagent.models.store import resolve_model
 from voiceagent.turns.sentences import SpeakableChunker
+from voiceagent.talk import open_sink
 from voiceagent.turns.speech_text import text_for_speech
-
-
-def _open_sink(output: str | None, rate_hz: int, clock: MonotonicClock):  # noqa: ANN202
-    from voiceagent.talk import _open_sink as open_sink
-
-    return open_sink(output, rate_hz, clock)
 
 
 def say_text(text: str, settings: Settings, output: str | None) -> Path | None:
@@ -30,7 +25,7 @@ def say_text(text: str, settings: Settings, output: str | None) -> Path | None:
         raise UsageError("nothing to say: the text is empty.", fix='voiceagent say "Hello"')
     tts = PiperTts.load(resolve_model(settings.voice, ModelKind.TTS), threads=settings.threads)
     clock = MonotonicClock()
-    sink = _open_sink(output, tts.sample_rate_hz, clock)
+    sink = open_sink(output, tts.sample_rate_hz, clock)
     try:
         chunker = SpeakableChunker()
         for chunk in [*chunker.feed(text), *chunker.flush()]:
@@ -58,7 +53,7 @@ def run_chat(settings: Settings, *, speak: bool, output: str | None) -> None:
         from voiceagent.backends.piper import PiperTts
 
         tts = PiperTts.load(resolve_model(settings.voice, ModelKind.TTS), threads=1)
-        sink = _open_sink(output, tts.sample_rate_hz, MonotonicClock())
+        sink = open_sink(output, tts.sample_rate_hz, MonotonicClock())
     history = ConversationHistory(
         settings.system_prompt, budget_tokens=settings.history_tokens, count_tokens=llm.count_tokens
     )

@@ -151,7 +151,7 @@ def run_talk(settings: Settings, options: TalkOptions) -> SessionResult:
     try:
         if not options.no_reply:
             assert models.tts is not None
-            sink = _open_sink(output_spec, models.tts.sample_rate_hz, clock)
+            sink = open_sink(output_spec, models.tts.sample_rate_hz, clock)
         if options.log:
             from voiceagent.session_log import SessionLog
 
@@ -224,7 +224,7 @@ class _Named:
         self._inner.emit(event)
 
 
-def _open_sink(spec: str | None, rate_hz: int, clock: MonotonicClock):  # noqa: ANN202
+def open_sink(spec: str | None, rate_hz: int, clock: MonotonicClock):  # noqa: ANN202
     from voiceagent.audio.sinks import WavFileSink
 
     if spec is not None and (spec.lower().endswith(".wav") or "/" in spec):
