@@ -64,6 +64,8 @@ def main() -> None:
         print(f"hesitations.wav: {len(spec['turns'])} turns, {hesitations} hesitations")
         print(f"  speech_end events: {len(ends)}, dropped: {[d.reason for d in drops]}")
         print(f"  turns ended inside a hesitation: {len(inside)}")
+        for end in inside:
+            print(f"    voice stopped at {end.audio_s:.2f} s, ended after {end.eou_ms:.0f} ms")
         print(f"  turns not ended at their end: {len(missed)} {missed}")
         if delays:
             print(

@@ -1,14 +1,17 @@
 """Settings shared by every command: thread counts and per-stage options.
 
 Values come from (last wins) built-in defaults, ``$VOICEAGENT_HOME/config.toml``, ``VOICEAGENT_*``
-environment variables and command-line flags.
+environment variables and command-line flags. The config file steers the prompt and the models,
+so one that another user owns or can write is refused.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import tomllib
 from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any
 
 from voiceagent.errors import UsageError
@@ -24,7 +27,11 @@ def default_threads() -> int:
 class Settings:
     """What a session is built from. Models are ids from the catalog or local paths."""
 
-    threads: int = field(default_factory=default_threads)  # speech to text
+    threads: int = field(default_factory=default_threads)  # files: transcribe, say, bench baseline
+    # Speech to text in a conversation. Whisper's decoder on a short utterance is faster on
+    # one thread than on two (median 126 vs 148 ms on the speech corpus here), and the other
+    # core stays free for the turn detector, which runs at the same moment.
+    stt_threads: int = 1
     # The LLM runs while Piper speaks: with every core, llama.cpp's threads wait on each other
     # and generation collapses (76 -> 18 tokens/s measured here); with half it holds ~43.
     llm_threads: int = field(default_factory=lambda: max(1, default_threads() // 2))
@@ -55,7 +62,9 @@ def load_settings() -> Settings:
     values: dict[str, Any] = {}
     if path.is_file():
         try:
-            values.update(tomllib.loads(path.read_text()))
+            with path.open("rb") as handle:
+                _refuse_if_others_can_write(path, os.fstat(handle.fileno()))
+                values.update(tomllib.load(handle))
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise UsageError(f"cannot read {path}: {exc}.", fix="fix or delete the file.") from None
     known = {f.name: f for f in fields(Settings)}
@@ -79,6 +88,30 @@ def load_settings() -> Settings:
                 f"setting {name}={raw!r} is not a valid {kind.__name__}.", fix="correct it."
             ) from None
     settings = replace(settings, **converted)
-    if settings.threads < 1 or settings.llm_threads < 1:
+    if min(settings.threads, settings.stt_threads, settings.llm_threads) < 1:
         raise UsageError("thread counts must be at least 1.", fix="set VOICEAGENT_THREADS=2.")
     return settings
+
+
+def _refuse_if_others_can_write(path: Path, status: os.stat_result) -> None:
+    """Refuse a config file that someone other than the user (or root) can change.
+
+    The file sets the system prompt and which model files are loaded, so whoever can write it
+    steers the assistant. Like ssh with its keys, a file owned by another user or writable by
+    the group or everyone is refused rather than trusted. Readable by others is fine.
+    """
+    if os.name != "posix":
+        return
+    owner_uid = status.st_uid
+    if owner_uid not in (os.geteuid(), 0):
+        raise UsageError(
+            f"{path} belongs to another user (uid {owner_uid}), who could change the "
+            "assistant's prompt and models through it.",
+            fix=f"delete it, or take it over: chown $(id -u) {path} && chmod 600 {path}.",
+        )
+    if status.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise UsageError(
+            f"{path} is writable by other users (mode {stat.S_IMODE(status.st_mode):03o}), who "
+            "could change the assistant's prompt and models through it.",
+            fix=f"chmod 600 {path}.",
+        )

@@ -130,7 +130,8 @@ def run_checks() -> DoctorReport:
         Check(
             "threads",
             "ok",
-            f"{settings.threads} for speech to text, {settings.llm_threads} for the LLM "
+            f"{settings.stt_threads} for speech to text while talking, {settings.threads} for "
+            f"files, {settings.llm_threads} for the LLM "
             f"(cores: {os.cpu_count()}; "
             f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')})",
         )

@@ -54,14 +54,14 @@ def load_model(kind: ModelKind, path: Path, settings: Settings) -> Any:
     if kind is ModelKind.STT:
         from voiceagent.backends.faster_whisper import WhisperStt
 
-        return WhisperStt.load(path, threads=settings.threads)
+        return WhisperStt.load(path, threads=settings.stt_threads)
     if kind is ModelKind.LLM:
         from voiceagent.backends.llama_cpp import LlamaLlm
 
         llm = LlamaLlm.load(
             path,
             threads=settings.llm_threads,
-            batch_threads=settings.threads,
+            batch_threads=settings.llm_threads,
             context_tokens=settings.context_tokens,
         )
         llm.warm_up(settings.system_prompt)

@@ -144,6 +144,7 @@ class _Utterance:
     voice_stopped_sample: int | None = None
     voice_stopped_s: float | None = None  # session time
     speculation: asyncio.Task[Any] | None = None
+    transcript_done_s: float | None = None  # session time the speculation's text existed
     hint: asyncio.Task[float] | None = None
     hint_audio_end_s: float = 0.0
     partial: asyncio.Task[None] | None = None
@@ -384,14 +385,23 @@ class VoiceSession:
     def _start_speculation(self, utterance: _Utterance, upto_sample: int) -> None:
         self._drop_speculation(utterance)
         audio = self._audio_between(utterance.start_sample, upto_sample)
-        utterance.speculation = asyncio.ensure_future(
-            self.models.worker("stt").call(self.models.stt.transcribe, audio)
-        )
+        utterance.speculation = self._transcribe(utterance, audio)
         if self.models.turn is not None:
             utterance.hint_audio_end_s = upto_sample / PIPELINE_RATE_HZ
             utterance.hint = asyncio.ensure_future(
                 self.models.worker("turn").call(self.models.turn.end_probability, audio)
             )
+
+    def _transcribe(self, utterance: _Utterance, audio: np.ndarray) -> asyncio.Task[Transcript]:
+        """Transcribe on the STT worker, noting when the text exists."""
+
+        async def transcribe() -> Transcript:
+            transcript = await self.models.worker("stt").call(self.models.stt.transcribe, audio)
+            utterance.transcript_done_s = self._now()
+            return transcript
+
+        utterance.transcript_done_s = None
+        return asyncio.ensure_future(transcribe())
 
     @staticmethod
     def _drop_speculation(utterance: _Utterance) -> None:
@@ -400,6 +410,7 @@ class VoiceSession:
                 task.cancel()  # the running call finishes; its result is ignored
         utterance.speculation = None
         utterance.hint = None
+        utterance.transcript_done_s = None
 
     def _abandon_utterance(self) -> None:
         if self._utterance is not None:
@@ -456,11 +467,11 @@ class VoiceSession:
         speculative = utterance.speculation is not None
         if utterance.speculation is None:
             audio = self._audio_between(utterance.start_sample, frame_end)
-            utterance.speculation = asyncio.ensure_future(
-                self.models.worker("stt").call(self.models.stt.transcribe, audio)
-            )
+            utterance.speculation = self._transcribe(utterance, audio)
         transcript = await utterance.speculation
-        ready_s = self._now()
+        # When the text existed: for a speculative transcript, usually before the end of the
+        # turn was decided.
+        ready_s = utterance.transcript_done_s if utterance.transcript_done_s is not None else self._now()
         eou_ms = (decided_s - voice_stopped_s) * 1000
         self._emit(
             SpeechEnd(

@@ -74,10 +74,15 @@ def test_required_silence_adapts_to_the_transcript(
 
 
 def test_turn_detector_hint_shifts_the_wait_within_the_bounds() -> None:
-    assert policy.required_silence_ms(None, TurnDetectorHint(0.95)) == 250
+    assert policy.required_silence_ms("Sure", TurnDetectorHint(0.95)) == 250
+    assert policy.required_silence_ms("Sure", TurnDetectorHint(0.05)) == 1500
+    assert policy.required_silence_ms("Sure", TurnDetectorHint(0.5)) == 250
+    assert policy.required_silence_ms("Sure", TurnDetectorHint(0.49)) == 600
+    assert policy.required_silence_ms("Sure", TurnDetectorHint(0.26)) == 600
+    # Before the transcript exists the detector can lengthen the wait but not shorten it.
+    assert policy.required_silence_ms(None, TurnDetectorHint(0.95)) == 600
     assert policy.required_silence_ms(None, TurnDetectorHint(0.05)) == 1500
-    assert policy.required_silence_ms(None, TurnDetectorHint(0.5)) == 600
-    # Only a confident detector shortens the wait, and not when the words trail off; either
+    # Only the detector shortens shortens the wait, and not when the words trail off; either
     # signal saying "not done" lengthens it.
     assert policy.required_silence_ms("Thanks.", TurnDetectorHint(0.99)) == 250
     assert policy.required_silence_ms("Thanks.", TurnDetectorHint(0.01)) == 1500
@@ -87,9 +92,9 @@ def test_turn_detector_hint_shifts_the_wait_within_the_bounds() -> None:
 
 def test_a_hint_for_an_earlier_pause_is_ignored() -> None:
     stale = TurnDetectorHint(0.99, audio_end_s=2.0)
-    assert policy.required_silence_ms(None, stale, voice_stopped_s=3.5) == 600
+    assert policy.required_silence_ms("Sure", stale, voice_stopped_s=3.5) == 600
     fresh = TurnDetectorHint(0.99, audio_end_s=3.6)
-    assert policy.required_silence_ms(None, fresh, voice_stopped_s=3.5) == 250
+    assert policy.required_silence_ms("Sure", fresh, voice_stopped_s=3.5) == 250
 
 
 def test_hint_probability_must_be_a_probability() -> None:

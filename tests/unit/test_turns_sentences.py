@@ -24,21 +24,22 @@ def by_characters(text: str) -> list[str]:
     return chunk_stream(list(text))
 
 
-def test_first_chunk_is_the_first_clause_then_whole_sentences() -> None:
+def test_first_two_chunks_are_clauses_then_whole_sentences() -> None:
     text = "Sure thing, here you go, my friend. The capital of France is Paris, of course. Bye!"
     assert by_characters(text) == [
-        "Sure thing, here you go,",
+        "Sure thing,",
+        "here you go,",
         "my friend.",
         "The capital of France is Paris, of course.",
         "Bye!",
     ]
 
 
-def test_first_clause_needs_three_words() -> None:
-    assert by_characters("Well, I think, that works. Next one.") == [
+def test_a_clause_needs_two_words() -> None:
+    assert by_characters("Well, I think, that works. Next one, I say.") == [
         "Well, I think,",
         "that works.",
-        "Next one.",
+        "Next one, I say.",
     ]
 
 
@@ -48,17 +49,19 @@ def test_a_short_first_sentence_is_its_own_chunk() -> None:
 
 @pytest.mark.parametrize("boundary", [";", ":", " -", " —", "—"])
 def test_other_clause_boundaries_end_the_first_chunk(boundary: str) -> None:
-    chunks = by_characters(f"The answer is simple{boundary} it depends. Really.")
-    assert chunks[0] == f"The answer is simple{boundary}"
+    chunks = by_characters(f"The answer's simple{boundary} it depends. Really.")
+    assert chunks[0] == f"The answer's simple{boundary}"
     assert len(chunks) == 3
 
 
-def test_first_chunk_is_capped_at_seven_words() -> None:
-    # Piper's time to first audio grows with the text: a short first chunk starts the voice early.
+def test_first_chunk_is_capped_at_four_words_and_the_second_at_twelve() -> None:
+    # Piper's time to first audio grows with the text: a short first chunk starts the voice
+    # early, and a short second one is ready before the first has finished playing.
     words = " ".join(f"word{index}" for index in range(30))
     chunks = by_characters(words + ".")
-    assert chunks[0].split() == [f"word{index}" for index in range(7)]
-    assert chunks[1].split() == [f"word{index}" for index in range(7, 30)][:-1] + ["word29."]
+    assert chunks[0].split() == [f"word{index}" for index in range(4)]
+    assert chunks[1].split() == [f"word{index}" for index in range(4, 16)]
+    assert chunks[2].split() == [f"word{index}" for index in range(16, 29)] + ["word29."]
 
 
 def test_a_run_on_later_sentence_is_cut_at_its_last_clause_before_forty_words() -> None:
@@ -67,10 +70,10 @@ def test_a_run_on_later_sentence_is_cut_at_its_last_clause_before_forty_words() 
         + ", "
         + " ".join(f"x{index}" for index in range(30))
     )
-    chunks = by_characters("Okay. " + run_on + ".")
-    assert chunks[0] == "Okay."
-    assert chunks[1].endswith("w29,")
-    assert chunks[2].startswith("x0")
+    chunks = by_characters("Okay. Sure. " + run_on + ".")
+    assert chunks[:2] == ["Okay.", "Sure."]
+    assert chunks[2].endswith("w29,")
+    assert chunks[3].startswith("x0")
     assert all(len(chunk.split()) <= 40 for chunk in chunks)
 
 
@@ -86,7 +89,7 @@ def test_a_run_on_later_sentence_is_cut_at_its_last_clause_before_forty_words() 
     ],
 )
 def test_no_split_inside_numbers_abbreviations_or_initials(sentence: str) -> None:
-    assert by_characters("Okay. " + sentence + " Next.") == ["Okay.", sentence, "Next."]
+    assert by_characters("Okay. Sure. " + sentence + " Next.") == ["Okay.", "Sure.", sentence, "Next."]
 
 
 def test_quotes_and_brackets_stay_with_their_sentence() -> None:
@@ -138,10 +141,11 @@ def test_an_unclosed_code_block_comes_out_at_flush() -> None:
 
 def test_flush_starts_a_new_stream_with_a_short_first_chunk() -> None:
     chunker = SpeakableChunker()
-    assert chunk_stream(["One two three, four. Five six seven, eight."], chunker) == [
+    assert chunk_stream(["One two three, four. Five six seven, eight. Nine ten, eleven."], chunker) == [
         "One two three,",
         "four.",
         "Five six seven, eight.",
+        "Nine ten, eleven.",
     ]
     assert chunk_stream(["Again one two, three."], chunker) == ["Again one two,", "three."]
 
@@ -162,6 +166,8 @@ def test_bad_config_is_a_usage_error() -> None:
         ChunkerConfig(first_chunk_min_words=5, first_chunk_max_words=3)
     with pytest.raises(UsageError):
         ChunkerConfig(max_chunk_words=1)
+    with pytest.raises(UsageError):
+        ChunkerConfig(second_chunk_max_words=50)
 
 
 TOKENS = [

@@ -33,7 +33,15 @@ from voiceagent.audio.formats import FRAME_SAMPLES, PIPELINE_RATE_HZ, AudioFrame
 from voiceagent.bench.corpus import Utterance
 from voiceagent.bench.pool import SessionModels
 from voiceagent.config import Settings
-from voiceagent.events import Dropped, ErrorEvent, Event, SpeechEnd, TranscriptEvent, Turn
+from voiceagent.events import (
+    Dropped,
+    ErrorEvent,
+    Event,
+    SpeechEnd,
+    SpeechStart,
+    TranscriptEvent,
+    Turn,
+)
 from voiceagent.interfaces import ReplyLimits
 from voiceagent.session import Duplex, SessionOptions, VoiceActivityDetector, VoiceSession
 from voiceagent.turns.endpointing import EndpointingConfig
@@ -155,11 +163,21 @@ class _InputEndClock:
 
 
 class _WatchedSource:
-    """A frame source that tells the clock when the input has ended."""
+    """A frame source that tells the clock when the input has ended.
 
-    def __init__(self, inner: Any, clock: _InputEndClock) -> None:
+    Once the recording itself has ended, the trailing silence (there so the last utterance
+    can end) is cut short as soon as no utterance is open: the last turn has been answered or
+    dropped. Nothing measured changes; a run just does not sit through silence it no longer
+    needs.
+    """
+
+    def __init__(
+        self, inner: Any, clock: _InputEndClock, recorder: _TurnRecorder, audio_samples: int
+    ) -> None:
         self._inner = inner
         self._clock = clock
+        self._recorder = recorder
+        self._audio_samples = audio_samples
 
     @property
     def overflow_count(self) -> int:
@@ -169,6 +187,8 @@ class _WatchedSource:
         frames = self._inner.frames()
         async with contextlib.aclosing(frames):
             async for frame in frames:
+                if frame.sample_index >= self._audio_samples and self._recorder.settled:
+                    break
                 yield frame
         self._clock.input_ended = True
 
@@ -185,10 +205,20 @@ class _TurnRecorder:
         """(turn, clock time its end of utterance was decided, clock time of its first sample)"""
         self._speech_end_at: float | None = None
         self._transcript_speech_end_at: float | None = None
+        self._open_utterance = False
+
+    @property
+    def settled(self) -> bool:
+        """At least one turn was answered, and no utterance since waits for its outcome."""
+        return bool(self.turns) and not self._open_utterance
 
     def emit(self, event: Event) -> None:
         now = self._clock.now_s()
         self.events.append(event)
+        if isinstance(event, SpeechStart):
+            self._open_utterance = True
+        elif isinstance(event, (Turn, Dropped)):
+            self._open_utterance = False
         if isinstance(event, SpeechEnd):
             self._speech_end_at = now
         elif isinstance(event, TranscriptEvent):
@@ -255,7 +285,9 @@ async def run_utterance(
         recorder = _TurnRecorder(clock, sink)
         session_clock = _InputEndClock(clock)
         session = VoiceSession(
-            models, _WatchedSource(source, session_clock), sink, recorder, session_clock,
+            models,
+            _WatchedSource(source, session_clock, recorder, round(audio_s * PIPELINE_RATE_HZ)),
+            sink, recorder, session_clock,
             session_options(settings, realtime=realtime, reply=reply),
             system_prompt=settings.system_prompt, history_tokens=settings.history_tokens,
         )  # fmt: skip

@@ -32,7 +32,10 @@ class EndpointingConfig:
         min_speech_ms: Utterances with less speech than this are dropped as too short.
         max_turn_s: A turn is ended after this long, even if the user keeps talking.
         hint_done_probability: Turn-detector probability at or above which the user is
-            taken to be done.
+            taken to be done. 0.5 is Smart Turn's own decision threshold. A wrong early end
+            is cheap while the reply is still silent: if the user goes on before our first
+            sound (~0.4 s after they stopped), the reply is dropped and their words join the
+            turn. On ../shared/audio/turns no hesitation scored above 0.31.
         hint_not_done_probability: Turn-detector probability at or below which the user is
             taken to be still talking.
     """
@@ -42,7 +45,7 @@ class EndpointingConfig:
     max_silence_ms: float = 1500.0
     min_speech_ms: float = 250.0
     max_turn_s: float = 30.0
-    hint_done_probability: float = 0.85
+    hint_done_probability: float = 0.5
     hint_not_done_probability: float = 0.25
 
     def __post_init__(self) -> None:
@@ -205,8 +208,8 @@ class EndpointingPolicy:
     The wait is chosen from three levels: ``min_silence_ms`` when the user seems done,
     ``max_silence_ms`` when they seem mid-phrase, ``silence_ms`` otherwise. Either the
     transcript (ending on "and", "the", a comma...) or the turn detector can lengthen the wait.
-    Only the turn detector can shorten it, and only when the transcript does not end mid-phrase:
-    Whisper puts a full stop after fragments ("Author of the danger."), so punctuation alone
+    Only the turn detector can shorten it, and only once the transcript is known and does not
+    end mid-phrase. Whisper puts a full stop after fragments ("Author of the danger."), so punctuation alone
     would cut people off at natural pauses. Either way the voice must have stopped for the
     chosen time: a hint shortens or lengthens the wait, it never replaces it.
     """
@@ -235,19 +238,25 @@ class EndpointingPolicy:
         Returns:
             A wait between ``min_silence_ms`` and ``max_silence_ms``.
         """
-        return self._required(classify_transcript_ending(transcript), hint, voice_stopped_s)
+        ending = classify_transcript_ending(transcript)
+        return self._required(ending, hint, voice_stopped_s, transcript is not None)
 
     def _required(
         self,
         ending: TranscriptEnding,
         hint: TurnDetectorHint | None,
         voice_stopped_s: float | None,
+        has_transcript: bool,
     ) -> float:
         config = self._config
         hint_vote = self._hint_vote(hint, voice_stopped_s)
         mid_phrase = ending is TranscriptEnding.INCOMPLETE
         if hint_vote < 0:
-            return config.silence_ms if mid_phrase else config.min_silence_ms
+            # The detector may only shorten the wait once the words are known not to trail
+            # off. Waiting for them costs nothing: the reply cannot start without them.
+            if mid_phrase or not has_transcript:
+                return config.silence_ms
+            return config.min_silence_ms
         if hint_vote > 0 or mid_phrase:
             return config.max_silence_ms
         return config.silence_ms
@@ -293,7 +302,7 @@ class EndpointingPolicy:
         """
         config = self._config
         ending = classify_transcript_ending(transcript)
-        required_ms = self._required(ending, hint, voice_stopped_s)
+        required_ms = self._required(ending, hint, voice_stopped_s, transcript is not None)
         turn_left_ms = (turn_start_s + config.max_turn_s - now_s) * 1000.0
 
         if voice_stopped_s is None:
