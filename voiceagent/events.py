@@ -20,7 +20,7 @@ class Event:
     t_s: float
 
     def to_json(self) -> dict[str, Any]:
-        data = {"event": self.name}
+        data: dict[str, Any] = {"event": self.name}
         for key, value in asdict(self).items():
             data[key] = round(value, 3) if isinstance(value, float) else value
         return data
@@ -108,12 +108,36 @@ class ErrorEvent(Event):
 
 
 @dataclass(frozen=True)
+class DeviceLost(Event):
+    """A sound device stopped mid-session; it is being reopened (``message`` says so)."""
+
+    name: ClassVar[str] = "device_lost"
+    direction: str = ""  # "input" or "output"
+    device: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class DeviceRecovered(Event):
+    """A lost sound device was reopened after ``attempts`` tries and ``gap_s`` seconds."""
+
+    name: ClassVar[str] = "device_recovered"
+    direction: str = ""
+    device: str = ""
+    attempts: int = 0
+    gap_s: float = 0.0
+
+
+@dataclass(frozen=True)
 class SessionEnd(Event):
     name: ClassVar[str] = "session_end"
     turns: int = 0
     dropped: int = 0
     input_overflows: int = 0
     reply_file: str | None = None
+    output_underflows: int = 0
+    device_losses: int = 0
+    device_reopens: int = 0
 
 
 class EventSink(Protocol):

@@ -3,30 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TextIO
+from typing import Any
 
-from voiceagent.audio.clock import MonotonicClock
+from voiceagent.audio.clock import Clock, MonotonicClock
+from voiceagent.audio.recovery import DeviceCounts, DeviceNotice, NoticeKind, ReopenPolicy
 from voiceagent.config import Settings
+from voiceagent.display import LiveStatus, StatusProbes, TerminalEvents
 from voiceagent.errors import AudioError, DependencyError, DeviceError, UsageError
 from voiceagent.events import (
-    Dropped,
+    DeviceLost,
+    DeviceRecovered,
     ErrorEvent,
     Event,
     EventSink,
-    Interrupted,
     JsonlEvents,
     Listening,
-    PartialTranscript,
     SessionEnd,
-    SpeechEnd,
-    SpeechStart,
-    TranscriptEvent,
-    Turn,
 )
 from voiceagent.interfaces import ReplyLimits
 from voiceagent.session import Duplex, SessionOptions, SessionResult, VoiceSession
@@ -34,6 +34,10 @@ from voiceagent.turns.endpointing import EndpointingConfig
 
 SAMPLE_QUESTION = Path(__file__).with_name("data") / "sample_question.wav"
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au", ".opus"}
+REOPEN_POLICY = ReopenPolicy()
+"""A lost microphone or speaker is retried from 0.25 s, doubling to 4 s, for up to 30 s."""
+
+__all__ = ["Stopped", "TalkOptions", "TerminalEvents", "open_sink", "run_talk"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,11 @@ def _looks_like_file(spec: str) -> bool:
     return path.exists() or path.suffix.lower() in AUDIO_SUFFIXES or "/" in spec
 
 
+def _is_terminal() -> bool:
+    """Whether stdout is a terminal, where the live display can redraw in place."""
+    return sys.stdout.isatty()
+
+
 def _has_input_device() -> bool:
     from voiceagent.audio.devices import list_devices
 
@@ -62,57 +71,28 @@ def _has_input_device() -> bool:
         return False
 
 
-class TerminalEvents:
-    """Readable lines for a person at a terminal (``--jsonl`` is for scripts)."""
-
-    def __init__(self, stream: TextIO | None = None) -> None:
-        self._stream = stream or sys.stdout
-
-    def _say(self, text: str) -> None:
-        self._stream.write(text + "\n")
-        self._stream.flush()
-
-    def emit(self, event: Event) -> None:
-        if isinstance(event, Listening):
-            self._say(f"listening ({event.source}) - speak; Ctrl-C to stop")
-        elif isinstance(event, SpeechStart):
-            self._say("  ... hearing you")
-        elif isinstance(event, SpeechEnd):
-            self._say(f"  ... you stopped ({event.eou_ms:.0f} ms to decide)")
-        elif isinstance(event, PartialTranscript):
-            self._say(f"  ... {event.text}")
-        elif isinstance(event, TranscriptEvent):
-            self._say(f"you: {event.text}")
-        elif isinstance(event, Dropped):
-            self._say(f"  (ignored: {event.reason})")
-        elif isinstance(event, Interrupted):
-            self._say("  (interrupted)")
-        elif isinstance(event, Turn):
-            if event.reply_text:
-                self._say(f"assistant: {event.reply_text}")
-            parts = [
-                f"{key} {value:.0f}"
-                for key, value in event.latency_ms.items()
-                if value is not None
-            ]
-            self._say("  latency ms: " + ", ".join(parts))
-        elif isinstance(event, ErrorEvent):
-            self._say(f"  error: {event.message}")
-        elif isinstance(event, SessionEnd):
-            extra = f", reply audio in {event.reply_file}" if event.reply_file else ""
-            self._say(f"session over: {event.turns} turn(s), {event.dropped} ignored{extra}")
-
-
 def _reply_file_name() -> Path:
     return Path.cwd() / f"voiceagent-reply-{time.strftime('%Y%m%d-%H%M%S')}.wav"
 
 
 def run_talk(settings: Settings, options: TalkOptions) -> SessionResult:
-    """Run one conversation until the input ends, max_turns, or Ctrl-C."""
+    """Run one conversation until the input ends, max_turns, or Ctrl-C.
+
+    Raises:
+        Stopped: SIGINT or SIGTERM ended it (cleanly).
+        DeviceError: A device was lost and could not be reopened (or is unknown).
+    """
     from voiceagent.audio.sources import FileSource, MicrophoneSource
     from voiceagent.pipeline import load_models, resolve_all
 
-    events: EventSink = JsonlEvents() if options.jsonl else TerminalEvents()
+    display: LiveStatus | None = None
+    shown: EventSink
+    if options.jsonl:
+        shown = JsonlEvents()
+    elif _is_terminal():
+        shown = display = LiveStatus()
+    else:
+        shown = TerminalEvents()
     resolve_all(settings, reply=not options.no_reply)  # a missing model fails before the mic opens
     input_spec, output_spec = options.input, options.output
     if input_spec is None and not _has_input_device():
@@ -125,7 +105,9 @@ def run_talk(settings: Settings, options: TalkOptions) -> SessionResult:
         input_spec = str(SAMPLE_QUESTION)
     endpointing = EndpointingConfig().with_silence_ms(settings.eou_silence_ms)
     clock = MonotonicClock()
+    events = TalkEvents(shown, clock)
     trailing_ms = int(endpointing.max_silence_ms + 1000)
+    source: FileSource | MicrophoneSource
     if input_spec is not None and _looks_like_file(input_spec):
         if not Path(input_spec).is_file():
             raise AudioError(f"input file {input_spec} does not exist.", fix="check the path.")
@@ -134,7 +116,9 @@ def run_talk(settings: Settings, options: TalkOptions) -> SessionResult:
         )
         source_name = Path(input_spec).name
     else:
-        source = MicrophoneSource(input_spec)
+        source = MicrophoneSource(
+            input_spec, clock=clock, reopen=REOPEN_POLICY, on_notice=events.notice
+        )
         source_name = f"microphone {input_spec}" if input_spec else "default microphone"
     session_options = SessionOptions(
         duplex=options.duplex,
@@ -148,32 +132,67 @@ def run_talk(settings: Settings, options: TalkOptions) -> SessionResult:
     models = load_models(settings, reply=not options.no_reply)
     sink = None
     turn_log = None
+    session: VoiceSession | None = None
     try:
         if not options.no_reply:
             assert models.tts is not None
-            sink = open_sink(output_spec, models.tts.sample_rate_hz, clock)
+            sink = open_sink(
+                output_spec, models.tts.sample_rate_hz, clock, REOPEN_POLICY, events.notice
+            )
         if options.log:
             from voiceagent.session_log import SessionLog
 
             turn_log = SessionLog.create()
+        opened_sink = sink
+        reply_path = getattr(sink, "path", None)
+        events.configure(
+            source_name,
+            str(reply_path) if reply_path else None,
+            lambda: device_counts(source, opened_sink),
+            turn_log,
+        )
         session = VoiceSession(
             models,
             source,
             sink,
-            _Named(events, source_name, getattr(sink, "path", None) and str(sink.path)),
+            events,
             clock,
             session_options,
             system_prompt=settings.system_prompt,
             history_tokens=settings.history_tokens,
             turn_log=turn_log,
         )
-        return asyncio.run(_run_until_signal(session))
+        if display is not None:
+            running = session
+            display.watch(
+                StatusProbes(
+                    state=lambda: running.state.value,
+                    level_dbfs=lambda: source.level_dbfs,
+                    counts=events.counts,
+                )
+            )
+        with display if display is not None else contextlib.nullcontext():
+            return asyncio.run(_run_until_stopped(session, events))
     finally:
         if sink is not None:
             sink.close()
         if turn_log is not None:
+            turn_log.write_summary(
+                len(session.result.turns) if session is not None else 0, events.counts()
+            )
             turn_log.close()
         models.close()
+
+
+def device_counts(source: object, sink: object) -> DeviceCounts:
+    """Sum the device counters of a source and a sink (files have none)."""
+    parts = (source, sink)
+    return DeviceCounts(
+        input_overflows=int(getattr(source, "overflow_count", 0)),
+        output_underflows=int(getattr(sink, "underflow_count", 0)),
+        device_losses=sum(int(getattr(part, "device_loss_count", 0)) for part in parts),
+        device_reopens=sum(int(getattr(part, "device_reopen_count", 0)) for part in parts),
+    )
 
 
 class Stopped(Exception):
@@ -184,17 +203,24 @@ class Stopped(Exception):
         self.signal_number = signal_number
 
 
-async def _run_until_signal(session: VoiceSession) -> SessionResult:
+async def _run_until_stopped(session: VoiceSession, events: TalkEvents) -> SessionResult:
     """Run the session; Ctrl-C or SIGTERM cancels it, so replies stop between tokens, the
-    devices close and the log keeps every finished turn."""
+    devices close and the log keeps every finished turn. A speaker that is gone for good
+    ends it the same way, with the device's error."""
     loop = asyncio.get_running_loop()
     task = asyncio.ensure_future(session.run())
     received: list[int] = []
+    failures: list[DeviceError] = []
 
     def stop(signal_number: int) -> None:
         received.append(signal_number)
         task.cancel()
 
+    def fail(error: DeviceError) -> None:
+        failures.append(error)
+        task.cancel()
+
+    events.bind(loop, fail)
     for signal_number in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signal_number, stop, signal_number)
     try:
@@ -202,35 +228,123 @@ async def _run_until_signal(session: VoiceSession) -> SessionResult:
     except asyncio.CancelledError:
         if received:
             raise Stopped(received[0]) from None
+        if failures:
+            raise failures[0] from None
         raise
     finally:
+        events.unbind()
         for signal_number in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signal_number)
 
 
-class _Named:
-    """Fills in what only the command knows: the source's name and the reply file."""
+class TalkEvents:
+    """The session's event sink for ``talk``: fills in what only the command knows (the
+    source's name, the reply file, the device counters), turns device notices into events on
+    the event loop's thread, and logs them in the session log."""
 
-    def __init__(self, inner: EventSink, source_name: str, reply_file: str | None) -> None:
+    def __init__(self, inner: EventSink, clock: Clock) -> None:
         self._inner = inner
+        self._clock = clock
+        self._started_s = clock.now_s()
+        self._source_name = ""
+        self._reply_file: str | None = None
+        self._counts: Callable[[], DeviceCounts] = DeviceCounts
+        self._log: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        self._on_failure: Callable[[DeviceError], None] | None = None
+        self._failure: DeviceError | None = None
+
+    def configure(
+        self,
+        source_name: str,
+        reply_file: str | None,
+        counts: Callable[[], DeviceCounts],
+        log: Any = None,
+    ) -> None:
+        """Set what the events need; call just before the session starts its clock."""
         self._source_name = source_name
         self._reply_file = reply_file
+        self._counts = counts
+        self._log = log
+        self._started_s = self._clock.now_s()
+
+    def counts(self) -> DeviceCounts:
+        """The device counters now."""
+        return self._counts()
+
+    def bind(
+        self, loop: asyncio.AbstractEventLoop, on_failure: Callable[[DeviceError], None]
+    ) -> None:
+        """Deliver notices on ``loop``; ``on_failure`` ends the session when a speaker is gone
+        for good (a lost microphone ends it by raising from its frames)."""
+        self._loop, self._loop_thread = loop, threading.get_ident()
+        self._on_failure = on_failure
+        if self._failure is not None:  # the speaker gave up before the session started
+            loop.call_soon(on_failure, self._failure)
+
+    def unbind(self) -> None:
+        """The loop is ending: deliver notices directly from now on."""
+        self._loop, self._loop_thread, self._on_failure = None, None, None
 
     def emit(self, event: Event) -> None:
         if isinstance(event, Listening) and not event.source:
             event = Listening(event.t_s, source=self._source_name)
-        if isinstance(event, SessionEnd) and self._reply_file:
-            event = replace(event, reply_file=self._reply_file)
+        if isinstance(event, SessionEnd):
+            counts = self._counts()
+            event = replace(
+                event,
+                reply_file=self._reply_file or event.reply_file,
+                output_underflows=counts.output_underflows,
+                device_losses=counts.device_losses,
+                device_reopens=counts.device_reopens,
+            )
         self._inner.emit(event)
 
+    def notice(self, notice: DeviceNotice) -> None:
+        """Take a device notice from any thread (a speaker reopens on its own thread)."""
+        loop = self._loop
+        if loop is not None and threading.get_ident() != self._loop_thread:
+            with contextlib.suppress(RuntimeError):  # the loop closed: the session is over
+                loop.call_soon_threadsafe(self._deliver, notice)
+                return
+        self._deliver(notice)
 
-def open_sink(spec: str | None, rate_hz: int, clock: MonotonicClock):  # noqa: ANN202
+    def _deliver(self, notice: DeviceNotice) -> None:
+        t_s = self._clock.now_s() - self._started_s
+        if notice.kind is NoticeKind.LOST:
+            self.emit(DeviceLost(t_s, notice.direction, notice.device, notice.message))
+        elif notice.kind is NoticeKind.RECOVERED:
+            self.emit(
+                DeviceRecovered(t_s, notice.direction, notice.device, notice.attempts,
+                                notice.gap_s)
+            )  # fmt: skip
+        else:
+            self.emit(ErrorEvent(t_s, message=notice.message))
+        if self._log is not None:
+            self._log.write_device_notice(notice)
+        if notice.kind is NoticeKind.GAVE_UP and notice.direction == "output":
+            assert notice.error is not None
+            self._failure = notice.error
+            if self._on_failure is not None:
+                self._on_failure(notice.error)
+
+
+def open_sink(
+    spec: str | None,
+    rate_hz: int,
+    clock: MonotonicClock,
+    reopen: ReopenPolicy | None = None,
+    on_notice: Callable[[DeviceNotice], None] | None = None,
+) -> Any:
+    """A WAV file sink for a ``.wav`` path, else the speaker ``spec`` (opened now: a device
+    takes a moment to start). ``reopen`` and ``on_notice`` apply to a speaker only."""
     from voiceagent.audio.sinks import WavFileSink
 
     if spec is not None and (spec.lower().endswith(".wav") or "/" in spec):
         if Path(spec).is_dir():
             raise UsageError(f"--output {spec} is a folder.", fix="name a .wav file.")
         return WavFileSink.open(spec, rate_hz, clock=clock, pad_to_clock=True)
-    from voiceagent.audio.devices import SpeakerSink
+    from voiceagent.audio.speaker import SpeakerSink
 
-    return SpeakerSink.open(spec, clock=clock)  # opened now: the device takes a moment to start
+    return SpeakerSink.open(spec, clock=clock, reopen=reopen, on_notice=on_notice)

@@ -118,8 +118,9 @@ def test_missing_sounddevice_package(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_importing_the_audio_package_does_not_load_portaudio() -> None:
     code = (
         "import sys, voiceagent, voiceagent.audio.sources, voiceagent.audio.sinks, "
-        "voiceagent.audio.files, voiceagent.audio.devices\n"
-        "print(sorted(m for m in ('sounddevice', 'soundfile', 'soxr') if m in sys.modules))"
+        "voiceagent.audio.files, voiceagent.audio.devices, voiceagent.audio.speaker, "
+        "voiceagent.audio.recovery, voiceagent.display, voiceagent.talk\n"
+        "print(sorted(m for m in ('sounddevice', 'soundfile', 'soxr', 'rich') if m in sys.modules))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True

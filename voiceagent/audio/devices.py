@@ -1,18 +1,21 @@
-"""Sound devices: listing, choosing, capturing from a microphone and playing to a speaker.
+"""Sound devices: listing, choosing, capturing from a microphone, and the PortAudio lifecycle.
 
 The only module that imports sounddevice, and only inside functions: ``import voiceagent`` and
 ``voiceagent --help`` must work on a machine without PortAudio. Devices are opened at their own
 sample rate (the one they run at natively, so no driver-side resampling surprises) and
-converted here: captured audio to 16 kHz frames, the voice's audio to the device's rate.
+converted here: captured audio to 16 kHz frames. The speaker lives in ``speaker.py``.
+
+PortAudio lists devices only when it is initialised, and re-initialising it closes every open
+stream. So every stream is opened and closed through this module, which keeps a registry of
+open streams: :func:`rescan_devices` pauses them, re-initialises PortAudio, and reopens them.
 """
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Callable
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -23,17 +26,19 @@ from voiceagent.audio.formats import (
     AudioFrame,
     Framer,
     StreamResampler,
-    resample_once,
     to_mono_float32,
 )
-from voiceagent.audio.ring_buffer import SampleQueue
 from voiceagent.errors import DependencyError, DeviceError
+
+if TYPE_CHECKING:
+    from voiceagent.audio.speaker import SpeakerSink
 
 __all__ = [
     "DeviceInfo",
     "MicrophoneStream",
     "SpeakerSink",
     "find_device",
+    "find_device_again",
     "import_sounddevice",
     "list_devices",
     "rescan_devices",
@@ -42,6 +47,15 @@ __all__ = [
 
 INPUT_BLOCK_S = 0.02
 """Capture callback period: short enough for low latency, long enough to be cheap."""
+
+
+def __getattr__(name: str) -> Any:
+    # SpeakerSink moved to speaker.py; it is still importable from here.
+    if name == "SpeakerSink":
+        from voiceagent.audio.speaker import SpeakerSink
+
+        return SpeakerSink
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def import_sounddevice() -> ModuleType:
@@ -65,16 +79,59 @@ def import_sounddevice() -> ModuleType:
     return sounddevice
 
 
+class PausableStream(Protocol):
+    """A device stream that can step aside while PortAudio re-initialises."""
+
+    def pause_for_rescan(self) -> None:
+        """Close the PortAudio stream, keeping everything else; never raises."""
+        ...
+
+    def resume_after_rescan(self) -> None:
+        """Reopen the device (found again by name); report a failure as a device loss."""
+        ...
+
+
+PORTAUDIO_LOCK = threading.RLock()
+"""Held while a stream is opened or closed and during a rescan. Never taken by callbacks."""
+_open_streams: list[PausableStream] = []
+
+
+def register_stream(stream: PausableStream) -> None:
+    """Note an open stream so a rescan pauses and resumes it (call with PORTAUDIO_LOCK held)."""
+    if stream not in _open_streams:
+        _open_streams.append(stream)
+
+
+def unregister_stream(stream: PausableStream) -> None:
+    """Forget a closed stream (call with PORTAUDIO_LOCK held)."""
+    if stream in _open_streams:
+        _open_streams.remove(stream)
+
+
 def rescan_devices() -> None:
     """Make PortAudio enumerate devices again (it only does so at initialisation).
 
-    Needed after a sound server starts or a headset is plugged in while we run. Uses
-    sounddevice's private ``_terminate``/``_initialize``: there is no public way. Do not call
-    while a stream is open.
+    Needed after a sound server starts or a headset is plugged in while we run. Streams opened
+    through this module are paused around it and reopened after. Uses sounddevice's private
+    ``_terminate``/``_initialize``: there is no public way.
+
+    Raises:
+        DependencyError: PortAudio is missing.
+        DeviceError: PortAudio failed to re-initialise.
     """
     sounddevice = import_sounddevice()
-    sounddevice._terminate()
-    sounddevice._initialize()
+    with PORTAUDIO_LOCK:
+        paused = list(_open_streams)
+        for stream in paused:
+            stream.pause_for_rescan()
+        try:
+            sounddevice._terminate()
+            sounddevice._initialize()
+        except sounddevice.PortAudioError as error:
+            raise DeviceError(f"Could not restart PortAudio: {error}.") from error
+        finally:
+            for stream in paused:
+                stream.resume_after_rescan()
 
 
 def list_devices() -> list[DeviceInfo]:
@@ -85,13 +142,14 @@ def list_devices() -> list[DeviceInfo]:
         DeviceError: PortAudio failed to enumerate devices.
     """
     sounddevice = import_sounddevice()
-    try:
-        raw_devices = sounddevice.query_devices()
-        host_apis = sounddevice.query_hostapis()
-    except sounddevice.PortAudioError as error:
-        raise DeviceError(f"Could not list sound devices: {error}.") from error
-    default_input = _default_index(sounddevice, "input")
-    default_output = _default_index(sounddevice, "output")
+    with PORTAUDIO_LOCK:  # never while another thread re-initialises PortAudio
+        try:
+            raw_devices = sounddevice.query_devices()
+            host_apis = sounddevice.query_hostapis()
+        except sounddevice.PortAudioError as error:
+            raise DeviceError(f"Could not list sound devices: {error}.") from error
+        default_input = _default_index(sounddevice, "input")
+        default_output = _default_index(sounddevice, "output")
     return [
         DeviceInfo(
             index=int(raw["index"]),
@@ -128,16 +186,30 @@ def find_device(spec: str | int | None, kind: DeviceKind) -> DeviceInfo:
     return select_device(list_devices(), spec, kind)
 
 
-def _open_stream(
+def find_device_again(spec: str | int | None, device: DeviceInfo, kind: DeviceKind) -> DeviceInfo:
+    """Find a device once more after a rescan, when its index may have changed.
+
+    The default device is looked up afresh (so a session follows the system's choice when a
+    headset goes away); a named or numbered one is looked up by its full name.
+    """
+    return find_device(None if spec is None else device.name, kind)
+
+
+def open_stream(
     factory: Callable[..., Any], device: DeviceInfo, kind: DeviceKind, **options: Any
 ) -> Any:
-    """Open a stream in mono, falling back to stereo for hardware that refuses one channel."""
+    """Open and start a stream in mono, falling back to stereo for hardware that refuses one
+    channel. Call with PORTAUDIO_LOCK held.
+
+    Raises:
+        DeviceError: PortAudio could not open or start it.
+    """
     sounddevice = import_sounddevice()
     max_channels = device.max_input_channels if kind == "input" else device.max_output_channels
     last_error: Exception | None = None
     for channels in dict.fromkeys((1, min(2, max_channels))):
         try:
-            return factory(
+            stream = factory(
                 device=device.index,
                 samplerate=device.default_sample_rate_hz,
                 channels=channels,
@@ -146,10 +218,32 @@ def _open_stream(
             )
         except sounddevice.PortAudioError as error:
             last_error = error
+            continue
+        try:
+            stream.start()
+        except sounddevice.PortAudioError as error:
+            close_quietly(stream)
+            last_error = error
+            continue
+        return stream
     raise DeviceError(
         f"Could not open the {kind} device {device.index} ({device.name}): {last_error}.",
         fix="close other programs using it, or choose another device (see `voiceagent devices`).",
     ) from last_error
+
+
+def close_quietly(stream: Any) -> None:
+    """Stop and close a PortAudio stream whose device may already be gone.
+
+    A vanished device makes ``abort``/``close`` fail too; there is nothing left to release
+    then, so that failure is not worth reporting on top of the loss itself.
+    """
+    sounddevice = import_sounddevice()
+    for step in (stream.abort, stream.close):
+        try:
+            step()
+        except sounddevice.PortAudioError:
+            pass
 
 
 class MicrophoneStream:
@@ -158,6 +252,9 @@ class MicrophoneStream:
     ``on_frame`` and ``on_error`` run on PortAudio's audio thread and must not block; pass e.g.
     :meth:`AsyncFrameQueue.put_threadsafe`. Resampling happens here, on that thread: soxr takes
     microseconds per 20 ms block, and it keeps the hand-off down to one small frame at a time.
+
+    When the device stops on its own (unplugged, sound server gone), ``on_error`` receives a
+    :class:`DeviceError`; reopening is the caller's choice (see ``MicrophoneSource``).
     """
 
     def __init__(
@@ -165,8 +262,12 @@ class MicrophoneStream:
         device: DeviceInfo,
         on_frame: Callable[[AudioFrame], None],
         on_error: Callable[[BaseException], None] | None = None,
+        spec: str | int | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.device = device
+        self.spec = spec
+        self.clock: Clock = clock or MonotonicClock()
         self._on_frame = on_frame
         self._on_error = on_error
         self._resampler = StreamResampler(device.default_sample_rate_hz, PIPELINE_RATE_HZ)
@@ -174,6 +275,7 @@ class MicrophoneStream:
         self._stream: Any = None
         self._lock = threading.Lock()
         self._input_overflow_count = 0
+        self._last_callback_s: float | None = None
         self._is_stopping = False
 
     @classmethod
@@ -182,9 +284,10 @@ class MicrophoneStream:
         spec: str | int | None,
         on_frame: Callable[[AudioFrame], None],
         on_error: Callable[[BaseException], None] | None = None,
+        clock: Clock | None = None,
     ) -> MicrophoneStream:
         """Find the input device ``spec`` (see :func:`find_device`) and start capturing."""
-        stream = cls(find_device(spec, "input"), on_frame, on_error)
+        stream = cls(find_device(spec, "input"), on_frame, on_error, spec=spec, clock=clock)
         stream.start()
         return stream
 
@@ -194,22 +297,36 @@ class MicrophoneStream:
         with self._lock:
             return self._input_overflow_count
 
+    @property
+    def last_callback_s(self) -> float | None:
+        """Clock time of the latest capture callback; None before the first."""
+        with self._lock:
+            return self._last_callback_s
+
     def start(self) -> None:
-        """Open the device at its own rate and start capturing."""
+        """Open the device at its own rate and start capturing.
+
+        Raises:
+            DeviceError: It cannot be opened or started.
+        """
         sounddevice = import_sounddevice()
-        self._stream = _open_stream(
-            sounddevice.InputStream,
-            self.device,
-            "input",
-            blocksize=round(INPUT_BLOCK_S * self.device.default_sample_rate_hz),
-            callback=self._callback,
-            finished_callback=self._finished,
-        )
-        self._stream.start()
+        with PORTAUDIO_LOCK:
+            self._is_stopping = False
+            self._stream = open_stream(
+                sounddevice.InputStream,
+                self.device,
+                "input",
+                blocksize=round(INPUT_BLOCK_S * self.device.default_sample_rate_hz),
+                callback=self._callback,
+                finished_callback=self._finished,
+            )
+            register_stream(self)
 
     def _callback(self, indata: np.ndarray, frame_count: int, time_info: Any, status: Any) -> None:
-        if status.input_overflow:
-            with self._lock:
+        now_s = self.clock.now_s()
+        with self._lock:
+            self._last_callback_s = now_s
+            if status.input_overflow:
                 self._input_overflow_count += 1
         try:
             resampled = self._resampler.process(to_mono_float32(indata))
@@ -232,185 +349,31 @@ class MicrophoneStream:
         if self._on_error is not None:
             self._on_error(error)
 
-    def close(self) -> None:
-        """Stop capturing and release the device; safe to call twice."""
+    def pause_for_rescan(self) -> None:
+        """Close the PortAudio stream for a rescan; the frame count carries on after."""
         self._is_stopping = True
         if self._stream is not None:
-            self._stream.abort()
-            self._stream.close()
+            close_quietly(self._stream)
             self._stream = None
 
-
-class SpeakerSink:
-    """An :class:`~voiceagent.audio.sinks.AudioSink` that plays through an output device.
-
-    Chunks are resampled to the device's rate and queued; PortAudio's callback takes from the
-    queue and plays silence when it is empty. :meth:`clear` empties the queue, so playback stops
-    within one device buffer (``latency="low"``: a few tens of milliseconds).
-    """
-
-    def __init__(self, device: DeviceInfo, clock: Clock | None = None) -> None:
-        self.device = device
-        self.clock: Clock = clock or MonotonicClock()
-        self._queue = SampleQueue()
-        self._lock = threading.Lock()
-        self._stream: Any = None
-        self._played_samples = 0
-        self._device_samples = 0
-        self._first_sample_time_s: float | None = None
-        self._drain_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
-        self._error: BaseException | None = None
-        self._is_closing = False
-        self.underflow_count = 0
-        """Callbacks in which PortAudio ran out of data while we still had audio queued."""
-
-    @classmethod
-    def open(cls, spec: str | int | None = None, clock: Clock | None = None) -> SpeakerSink:
-        """Find the output device ``spec`` (see :func:`find_device`) and start its stream."""
-        sink = cls(find_device(spec, "output"), clock=clock)
-        sink.start()
-        return sink
-
-    def start(self) -> None:
-        """Open the device at its own rate; it plays silence until something is written."""
-        sounddevice = import_sounddevice()
-        self._stream = _open_stream(
-            sounddevice.OutputStream,
-            self.device,
-            "output",
-            latency="low",
-            callback=self._callback,
-            finished_callback=self._finished,
-        )
-        self._stream.start()
-
-    @property
-    def output_rate_hz(self) -> int:
-        """The device's rate."""
-        return self.device.default_sample_rate_hz
-
-    @property
-    def played_samples(self) -> int:
-        """Samples of written audio handed to the device (cleared audio excluded)."""
-        with self._lock:
-            return self._played_samples
-
-    @property
-    def played_s(self) -> float:
-        """``played_samples`` in seconds."""
-        return self.played_samples / self.output_rate_hz
-
-    @property
-    def device_samples(self) -> int:
-        """Samples handed to the device since start, silence included (the device's clock)."""
-        with self._lock:
-            return self._device_samples
-
-    @property
-    def queued_samples(self) -> int:
-        """Samples written but not yet handed to the device."""
-        return self._queue.queued_samples
-
-    @property
-    def first_sample_time_s(self) -> float | None:
-        """Clock time the first sample since the last :meth:`mark_start`/:meth:`clear` was
-        handed to the device."""
-        with self._lock:
-            return self._first_sample_time_s
-
-    def write(self, chunk: np.ndarray, rate_hz: int) -> None:
-        """Queue a chunk for playback (resampled from ``rate_hz`` to the device's rate).
-
-        Each chunk is resampled on its own rather than through a stream resampler, so no tail
-        is left inside a filter; TTS chunks end at sentence pauses, where edges are inaudible.
-
-        Raises:
-            DeviceError: The device stopped (e.g. was unplugged).
-        """
-        if self._error is not None:
-            raise self._error
-        self._queue.write(resample_once(to_mono_float32(chunk), rate_hz, self.output_rate_hz))
-
-    def mark_start(self) -> None:
-        """Start timing a new reply."""
-        with self._lock:
-            self._first_sample_time_s = None
-
-    def clear(self) -> None:
-        """Drop all queued audio; the device plays silence from its next buffer on."""
-        self._queue.clear()
-        self.mark_start()
-        self._wake_drain_waiters()
-
-    async def drain(self) -> None:
-        """Wait until every written sample has been handed to the device.
-
-        Returns early when the audio is cleared or the sink closed.
-
-        Raises:
-            DeviceError: The device stopped before the audio was played.
-        """
-        if self._queue.queued_samples == 0 or self._stream is None:
+    def resume_after_rescan(self) -> None:
+        """Reopen the same device after a rescan; a failure is reported as a device loss."""
+        if self._stream is not None:
             return
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
-        with self._lock:
-            self._drain_waiters.append((loop, done))
-        if self._queue.queued_samples == 0:  # the callback may have emptied it meanwhile
-            self._wake_drain_waiters()
-        await done
-        if self._error is not None:
-            raise self._error
-
-    def _callback(self, outdata: np.ndarray, frame_count: int, time_info: Any, status: Any) -> None:
-        mono = np.zeros(frame_count, dtype=np.float32)
-        copied = self._queue.read_into(mono)
-        outdata[:] = mono[:, np.newaxis]
-        with self._lock:
-            self._device_samples += frame_count
-            if copied:
-                if self._first_sample_time_s is None:
-                    self._first_sample_time_s = self.clock.now_s()
-                self._played_samples += copied
-                if status.output_underflow:
-                    self.underflow_count += 1
-        if copied < frame_count:
-            self._wake_drain_waiters()
-
-    def _finished(self) -> None:
-        if not self._is_closing:
-            self._error = DeviceError(
-                f"The output device {self.device.name} stopped unexpectedly.",
-                fix="check that it is still connected, then start again.",
-            )
-        self._wake_drain_waiters()
-
-    def _wake_drain_waiters(self) -> None:
-        with self._lock:
-            waiters, self._drain_waiters = self._drain_waiters, []
-        for loop, done in waiters:
-            try:
-                loop.call_soon_threadsafe(_resolve, done)
-            except RuntimeError:
-                pass  # That loop has closed; nobody is waiting any more.
+        try:
+            device = find_device_again(self.spec, self.device, "input")
+            if device.default_sample_rate_hz != self.device.default_sample_rate_hz:
+                self._resampler = StreamResampler(device.default_sample_rate_hz, PIPELINE_RATE_HZ)
+            self.device = device
+            self.start()
+        except (DeviceError, DependencyError) as error:
+            self._report(error)
 
     def close(self) -> None:
-        """Stop playback at once and release the device; safe to call twice."""
-        self._is_closing = True
-        if self._stream is not None:
-            self._stream.abort()
-            self._stream.close()
-            self._stream = None
-        self._queue.clear()
-        self._wake_drain_waiters()
-
-    def __enter__(self) -> SpeakerSink:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-
-def _resolve(done: asyncio.Future[None]) -> None:
-    if not done.done():
-        done.set_result(None)
+        """Stop capturing and release the device; safe to call twice, and after a loss."""
+        self._is_stopping = True
+        with PORTAUDIO_LOCK:
+            unregister_stream(self)
+            if self._stream is not None:
+                close_quietly(self._stream)
+                self._stream = None
