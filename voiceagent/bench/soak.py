@@ -1,0 +1,298 @@
+"""Soak: one long conversation fed from files as fast as possible, watched for leaks and drift.
+
+One input holds N utterances (recordings taken in turn, 3 s of silence after each); a single
+session answers them all with the real models, the way ``talk --fast`` would. Per turn it
+records the latencies and the process's resident memory; per reply, the prompt size the LLM
+was given, to show the conversation never outgrows the context window.
+
+As-fast-as-possible pacing makes the latencies compute times, so a trend over the turns is
+drift (a growing prompt, a leak), not what a user would feel. Drift is judged on medians of
+windows of turns, not on single turns: one slow turn (a history trim re-evaluates the prompt,
+another process takes the CPU) must not look like a trend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voiceagent.audio.clock import MonotonicClock
+from voiceagent.audio.files import read_audio, write_wav
+from voiceagent.audio.formats import PIPELINE_RATE_HZ
+from voiceagent.audio.sinks import WavFileSink
+from voiceagent.audio.sources import FileSource
+from voiceagent.bench.machine import current_rss_mb
+from voiceagent.config import Settings
+from voiceagent.events import LATENCY_KEYS, Dropped, ErrorEvent, Event, Interrupted, Turn
+from voiceagent.interfaces import ChatMessage, LanguageModel, ReplyLimits
+from voiceagent.session import SessionOptions, VoiceSession
+
+GAP_S = 3.0
+CLIP_COUNT = 12
+WARM_UP_TURNS = 10
+DRIFT_WINDOW_TURNS = 24  # two rounds of the 12 clips: every window hears the same questions
+TRAILING_SILENCE_MS = 2500
+
+
+@dataclass(frozen=True)
+class SoakTurn:
+    """One answered turn: its latencies (ms), and the process's resident memory (MiB) and CPU
+    time used so far (all threads, s) when it ended."""
+
+    index: int
+    user_text: str
+    reply_text: str
+    latency_ms: dict[str, float | None]
+    rss_mb: float
+    cpu_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class LlmCall:
+    """One reply the LLM generated (speculative ones included), in tokens."""
+
+    prompt_tokens: int
+    cached_prompt_tokens: int
+    evaluated_prompt_tokens: int
+    generated_tokens: int
+    stop_reason: str | None
+
+
+@dataclass
+class SoakResult:
+    """Everything one soak session produced."""
+
+    utterances: int
+    turns: list[SoakTurn] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+    interruptions: int = 0
+    llm_calls: list[LlmCall] = field(default_factory=list)
+    context_tokens: int | None = None
+    history_budget_tokens: int = 0
+    history_trims: int = 0
+
+
+@dataclass(frozen=True)
+class SoakReport:
+    """The soak's verdict figures; ``slope_ms_per_turn`` is fitted to every turn after the
+    warm-up, ``window_slope_ms_per_turn`` to the medians of windows of ``window_turns``.
+
+    ``cpu_ms_per_turn_window_slope`` is the same fit for the CPU time each turn used: other
+    programs taking the cores slow the latencies but not that, while more work per turn (a
+    real drift) raises both.
+    """
+
+    turns: int
+    utterances: int
+    errors: int
+    dropped: int
+    rss_mb_after_warm_up: float | None
+    rss_mb_last: float | None
+    rss_growth_mb: float | None
+    max_prompt_tokens: int
+    max_prompt_and_reply_tokens: int
+    context_tokens: int | None
+    context_full_replies: int
+    history_trims: int
+    window_turns: int
+    slope_ms_per_turn: dict[str, float | None]
+    window_slope_ms_per_turn: dict[str, float | None]
+    window_medians_ms: dict[str, list[float]]
+    cpu_ms_per_turn_window_slope: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class SoakMeter:
+    """An event sink that keeps each turn (with the process's memory and CPU time at its end),
+    the errors, the dropped utterances and the interruptions."""
+
+    def __init__(self, result: SoakResult, on_turn: Callable[[SoakTurn], None] | None) -> None:
+        self._result = result
+        self._on_turn = on_turn
+
+    def emit(self, event: Event) -> None:
+        if isinstance(event, Turn):
+            turn = SoakTurn(
+                event.index, event.user_text, event.reply_text, dict(event.latency_ms),
+                current_rss_mb(), time.process_time(),
+            )  # fmt: skip
+            self._result.turns.append(turn)
+            if self._on_turn is not None:
+                self._on_turn(turn)
+        elif isinstance(event, ErrorEvent):
+            self._result.errors.append(event.message)
+        elif isinstance(event, Dropped):
+            self._result.dropped.append(event.reason)
+        elif isinstance(event, Interrupted):
+            self._result.interruptions += 1
+
+
+class RecordingLlm:
+    """Stands in for the session's LLM and records the token counts of every reply.
+
+    The counts come from the backend's ``last_reply`` stats (llama.cpp's own tokenizer), read
+    when each reply ends, even one that failed because the prompt did not fit.
+    """
+
+    def __init__(self, inner: LanguageModel, calls: list[LlmCall]) -> None:
+        self._inner = inner
+        self._calls = calls
+
+    def stream_reply(
+        self,
+        messages: list[ChatMessage],
+        limits: ReplyLimits,
+        should_stop: Callable[[], bool],
+    ) -> Iterator[str]:
+        try:
+            yield from self._inner.stream_reply(messages, limits, should_stop)
+        finally:
+            stats = getattr(self._inner, "last_reply", None)
+            if stats is not None:
+                reason = stats.stop_reason
+                self._calls.append(
+                    LlmCall(
+                        stats.prompt_tokens, stats.cached_prompt_tokens,
+                        stats.evaluated_prompt_tokens, stats.generated_tokens,
+                        None if reason is None else str(reason.value),
+                    )
+                )  # fmt: skip
+
+    def count_tokens(self, text: str) -> int:
+        return self._inner.count_tokens(text)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def soak_clips(folder: Path, count: int = CLIP_COUNT) -> list[Path]:
+    """The first ``count`` recordings (``*.wav``, by name) in ``folder``: the questions asked."""
+    clips = sorted(folder.glob("*.wav"))[:count]
+    if not clips:
+        raise FileNotFoundError(f"no .wav recordings in {folder}")
+    return clips
+
+
+def build_input(clips: Sequence[Path], utterances: int, path: Path, gap_s: float = GAP_S) -> None:
+    """Write one 16 kHz WAV: silence, then each clip in turn followed by ``gap_s`` of silence."""
+    audio = [read_audio(p).samples for p in clips]  # read_audio gives the pipeline's 16 kHz
+    gap = np.zeros(int(gap_s * PIPELINE_RATE_HZ), np.float32)
+    pieces = [gap]
+    for index in range(utterances):
+        pieces += [audio[index % len(audio)], gap]
+    write_wav(path, np.concatenate(pieces), PIPELINE_RATE_HZ)
+
+
+def run_soak(
+    settings: Settings,
+    clips: Sequence[Path],
+    utterances: int,
+    scratch: Path,
+    on_turn: Callable[[SoakTurn], None] | None = None,
+) -> SoakResult:
+    """Load the models, answer ``utterances`` recordings in one session, and return the record.
+
+    ``scratch`` receives the input WAV and the reply WAV.
+    """
+    from voiceagent.pipeline import load_models
+
+    source_path = scratch / "soak-input.wav"
+    build_input(clips, utterances, source_path)
+    result = SoakResult(utterances=utterances, history_budget_tokens=settings.history_tokens)
+    models = load_models(settings, reply=True)
+    assert models.llm is not None and models.tts is not None
+    result.context_tokens = getattr(models.llm, "context_tokens", None)
+    models.llm = RecordingLlm(models.llm, result.llm_calls)
+    clock = MonotonicClock()
+    sink = WavFileSink.open(scratch / "soak-reply.wav", models.tts.sample_rate_hz, clock=clock)
+    source = FileSource.open(
+        source_path, realtime=False, clock=clock, trailing_silence_ms=TRAILING_SILENCE_MS
+    )
+    options = SessionOptions(
+        realtime=False,
+        limits=ReplyLimits(settings.max_reply_tokens, settings.max_reply_s),
+        input_hears_output=False,
+    )
+    session = VoiceSession(
+        models, source, sink, SoakMeter(result, on_turn), clock, options,
+        system_prompt=settings.system_prompt, history_tokens=settings.history_tokens,
+    )  # fmt: skip
+    try:
+        asyncio.run(session.run())
+    finally:
+        sink.close()
+        models.close()
+    result.history_trims = session.history.trims if session.history is not None else 0
+    return result
+
+
+def least_squares_slope(values: Sequence[float], x: Sequence[float] | None = None) -> float:
+    """The slope of the least-squares line through ``values`` (per unit of ``x``)."""
+    xs = np.arange(len(values), dtype=np.float64) if x is None else np.asarray(x, np.float64)
+    return float(np.polyfit(xs, np.asarray(values, dtype=np.float64), 1)[0])
+
+
+def window_medians(values: Sequence[float], window: int) -> list[float]:
+    """Medians of consecutive windows of ``window`` values, the last window ending with the
+    last value (a leftover at the start is not used)."""
+    whole = len(values) - len(values) % window
+    tail = np.asarray(values[len(values) - whole :], dtype=np.float64)
+    return [float(np.median(chunk)) for chunk in tail.reshape(-1, window)] if whole else []
+
+
+def _window_trend(values: Sequence[float], window: int) -> tuple[list[float], float | None]:
+    """The window medians, and the slope (per turn) fitted to them when there are 3 or more."""
+    medians = [round(m, 1) for m in window_medians(values, window)]
+    if len(medians) < 3:
+        return medians, None
+    centres = [(i + 0.5) * window for i in range(len(medians))]
+    return medians, round(least_squares_slope(medians, centres), 3)
+
+
+def summarize(result: SoakResult, warm_up_turns: int = WARM_UP_TURNS) -> SoakReport:
+    """The figures a soak is judged on (see :class:`SoakReport`)."""
+    turns = result.turns
+    warm = turns[min(warm_up_turns, len(turns)) - 1] if turns else None
+    after = turns[warm_up_turns:]
+    window = max(1, min(DRIFT_WINDOW_TURNS, len(after) // 4))
+    slopes: dict[str, float | None] = {}
+    window_slopes: dict[str, float | None] = {}
+    medians: dict[str, list[float]] = {}
+    for key in LATENCY_KEYS:
+        values = [v for t in after if (v := t.latency_ms.get(key)) is not None]
+        slopes[key] = round(least_squares_slope(values), 3) if len(values) >= 3 else None
+        medians[key], window_slopes[key] = _window_trend(values, window)
+    cpu_ms = [1000 * (b.cpu_s - a.cpu_s) for a, b in pairwise(turns[warm_up_turns - 1 :])]
+    _, cpu_slope = _window_trend(cpu_ms, window)
+    calls = result.llm_calls
+    return SoakReport(
+        turns=len(turns),
+        utterances=result.utterances,
+        errors=len(result.errors),
+        dropped=len(result.dropped),
+        rss_mb_after_warm_up=round(warm.rss_mb, 1) if warm else None,
+        rss_mb_last=round(turns[-1].rss_mb, 1) if turns else None,
+        rss_growth_mb=round(turns[-1].rss_mb - warm.rss_mb, 1) if warm else None,
+        max_prompt_tokens=max((c.prompt_tokens for c in calls), default=0),
+        max_prompt_and_reply_tokens=max(
+            (c.prompt_tokens + c.generated_tokens for c in calls), default=0
+        ),
+        context_tokens=result.context_tokens,
+        context_full_replies=sum(c.stop_reason == "context_full" for c in calls),
+        history_trims=result.history_trims,
+        window_turns=window,
+        slope_ms_per_turn=slopes,
+        window_slope_ms_per_turn=window_slopes,
+        window_medians_ms=medians,
+        cpu_ms_per_turn_window_slope=cpu_slope,
+    )
