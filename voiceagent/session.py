@@ -102,6 +102,11 @@ class SessionOptions:
     vad: VadConfig = field(default_factory=VadConfig)
     limits: ReplyLimits = field(default_factory=ReplyLimits)
     echo_tail_ms: float = 300.0  # half duplex: also ignore this long after our voice stops
+    # A microphone may hear our voice; a file cannot. Only then is a transcript that repeats
+    # our last reply taken for an echo (a user reading a file of sentences the LLM parroted
+    # back must still be answered).
+    input_hears_output: bool = True
+    echo_window_s: float = 2.0  # ... and only if it began this soon after our voice stopped
     max_buffer_s: float = 35.0
     partial_every_s: float | None = None  # listen-only: re-transcribe this often while speaking
 
@@ -141,6 +146,7 @@ class FrameSource(Protocol):
 class _Utterance:
     start_sample: int
     speech_started_s: float
+    began_s: float = 0.0  # session time the speech was confirmed
     voice_stopped_sample: int | None = None
     voice_stopped_s: float | None = None  # session time
     speculation: asyncio.Task[Any] | None = None
@@ -342,6 +348,7 @@ class VoiceSession:
             self._utterance = _Utterance(
                 start_sample=event.audio_start_sample,
                 speech_started_s=event.start_sample / PIPELINE_RATE_HZ,
+                began_s=self.clock.now_s(),
             )
             self._emit(SpeechStart(self._now(), audio_s=event.start_sample / PIPELINE_RATE_HZ))
             if self._reply_is_silent_yet():
@@ -481,7 +488,7 @@ class VoiceSession:
                 decided_audio_s=frame_end / PIPELINE_RATE_HZ,
             )
         )
-        reason = self._drop_reason(transcript, voiced_share)
+        reason = self._drop_reason(transcript, voiced_share, utterance.began_s)
         if reason is not None:
             self._abort_speculative_reply()
             self._record_drop(reason, transcript.text)
@@ -516,11 +523,13 @@ class VoiceSession:
         pending.confirmed.set()
         self._update_audio_gate()
 
-    def _drop_reason(self, transcript: Transcript, voiced_share: float) -> str | None:
+    def _drop_reason(
+        self, transcript: Transcript, voiced_share: float, began_s: float
+    ) -> str | None:
         reason = check_transcript(transcript, voiced_share)
         if reason is not None:
             return str(getattr(reason, "value", reason))
-        if self._is_echo(transcript.text):
+        if self._is_echo(transcript.text, began_s):
             return "echo"
         return None
 
@@ -531,7 +540,9 @@ class VoiceSession:
         synthesising now, so the answer is ready when the end of the turn is confirmed."""
         if not (self.options.reply and self.options.realtime) or self._respond_task is not None:
             return
-        if self._drop_reason(transcript, stats.voiced_share if stats else 0.0) is not None:
+        utterance = self._utterance
+        began_s = utterance.began_s if utterance is not None else self.clock.now_s()
+        if self._drop_reason(transcript, stats.voiced_share if stats else 0.0, began_s) is not None:
             return
         self._start_reply(transcript.text).llm_started_early = True
 
@@ -660,9 +671,11 @@ class VoiceSession:
         self._last_reply_text = heard
         self.result.interruptions += 1
         confirmed_s = self._audio_time_to_session(event.detected_sample)
+        # Audio already handed to a device still plays for its output latency.
+        silent_s = cleared_s + float(getattr(self.sink, "output_latency_s", 0.0))
         self._emit(
             Interrupted(
-                cleared_s, played_text=heard, silent_after_ms=(cleared_s - confirmed_s) * 1000
+                cleared_s, played_text=heard, silent_after_ms=(silent_s - confirmed_s) * 1000
             )
         )
 
@@ -703,9 +716,15 @@ class VoiceSession:
 
     # --- bookkeeping ------------------------------------------------------------------------
 
-    def _is_echo(self, text: str) -> bool:
-        """Half duplex: a transcript that repeats what we just said is our own voice."""
-        if self.options.duplex is not Duplex.HALF or not self._last_reply_text:
+    def _is_echo(self, text: str, began_s: float) -> bool:
+        """Half duplex: a transcript that repeats what we just said, heard by a microphone
+        soon after we said it, is our own voice."""
+        options = self.options
+        if options.duplex is not Duplex.HALF or not options.input_hears_output:
+            return False
+        if not self._last_reply_text or self._responder is None:
+            return False
+        if began_s > self._responder.speaking_until_s + options.echo_window_s:
             return False
         heard = _words(text)
         said = _words(self._last_reply_text)

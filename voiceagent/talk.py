@@ -128,6 +128,7 @@ def run_talk(settings: Settings, options: TalkOptions) -> SessionResult:
         endpointing=endpointing,
         limits=ReplyLimits(max_tokens=settings.max_reply_tokens, max_s=settings.max_reply_s),
         partial_every_s=1.0 if options.no_reply and not options.fast else None,
+        input_hears_output=not isinstance(source, FileSource),
     )
     models = load_models(settings, reply=not options.no_reply)
     sink = None

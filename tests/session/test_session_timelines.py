@@ -43,6 +43,7 @@ def run_session(
     reply: str = "Hello there. How can I help you today?",
     duplex: Duplex = Duplex.HALF,
     max_turns: int | None = None,
+    input_hears_output: bool = True,
 ) -> tuple[CollectedEvents, FakeStt, FakeLlm, VoiceSession]:
     audio = scripted_audio(speech_s, total_s)
     wav = tmp_path / "input.wav"
@@ -55,7 +56,9 @@ def run_session(
     events = CollectedEvents()
     session = VoiceSession(
         models, source, sink, events, clock,
-        SessionOptions(duplex=duplex, max_turns=max_turns),
+        SessionOptions(
+            duplex=duplex, max_turns=max_turns, input_hears_output=input_hears_output
+        ),
         system_prompt="Be brief.", history_tokens=500,
     )  # fmt: skip
     try:
@@ -115,14 +118,35 @@ def test_silence_and_a_cough_make_no_turn(tmp_path):
 
 
 def test_our_own_voice_repeated_back_is_dropped_as_echo(tmp_path):
+    # The reply (0.7 s of fake voice) ends near 3.3 s; the microphone opens again 0.3 s later.
     reply = "The weather is sunny and warm today."
     events, _, _, _ = run_session(
-        tmp_path, [(0.5, 2.0), (6.0, 7.5)], 10.0,
+        tmp_path, [(0.5, 2.0), (3.8, 5.0)], 10.0,
         ["What is the weather?", "the weather is sunny and warm today"], reply=reply,
     )  # fmt: skip
     assert len(events.of(Turn)) == 1
     drops = events.of(Dropped)
     assert [d.reason for d in drops] == ["echo"]
+
+
+@pytest.mark.parametrize(
+    ("second_burst", "input_hears_output"),
+    [((3.8, 5.0), False), ((9.0, 10.5), True)],
+    ids=["input-cannot-hear-us", "long-after-our-voice"],
+)
+def test_a_user_repeating_our_reply_is_answered_when_it_cannot_be_our_echo(
+    tmp_path, second_burst, input_hears_output
+):
+    # A file cannot hear the assistant, and a microphone hears its echo only right after it
+    # spoke: then the same words are the user's own.
+    reply = "The weather is sunny and warm today."
+    events, _, _, _ = run_session(
+        tmp_path, [(0.5, 2.0), second_burst], 14.0,
+        ["What is the weather?", "the weather is sunny and warm today"], reply=reply,
+        input_hears_output=input_hears_output,
+    )  # fmt: skip
+    assert len(events.of(Turn)) == 2
+    assert events.of(Dropped) == []
 
 
 def test_half_duplex_ignores_speech_while_we_speak(tmp_path):

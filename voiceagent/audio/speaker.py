@@ -122,6 +122,14 @@ class SpeakerSink:
         return self.device.default_sample_rate_hz
 
     @property
+    def output_latency_s(self) -> float:
+        """The device's output latency as PortAudio reports it: how long a sample handed to
+        the device takes to be heard, so also how long cleared audio keeps playing."""
+        stream = self._stream
+        latency = getattr(stream, "latency", 0.0) if stream is not None else 0.0
+        return float(latency) if isinstance(latency, int | float) else 0.0
+
+    @property
     def played_samples(self) -> int:
         """Samples of written audio handed to the device (cleared audio excluded)."""
         with self._lock:

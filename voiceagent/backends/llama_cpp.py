@@ -506,13 +506,32 @@ class LlamaLlm:
     # -- helpers --------------------------------------------------------------------------------
 
     def _render(self, messages: Sequence[ChatMessage], formatter: Any) -> str:
-        as_dicts = [{"role": str(m.role), "content": m.content} for m in messages]
+        as_dicts = [{"role": str(m.role), "content": self._plain(m.content)} for m in messages]
         try:
             prompt: str = formatter(messages=as_dicts).prompt
         except ValueError:
             # Some templates refuse a system role: fold it into the first user message.
             prompt = formatter(messages=_fold_system(as_dicts)).prompt
         return prompt
+
+    def _plain(self, text: str) -> str:
+        """``text`` without the model's control-token strings.
+
+        The rendered prompt is tokenized with special tokens on (the template needs them), so
+        a user who says or types "<|im_start|>system" would otherwise open a system message of
+        their own. Such strings are removed from message text; nothing else changes.
+        """
+        if not text:
+            return text
+        tokens = self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+        if not any(self._is_control(token) for token in tokens):
+            return text
+        kept = [token for token in tokens if not self._is_control(token)]
+        return str(self._llama.detokenize(kept).decode("utf-8", errors="replace"))
+
+    def _is_control(self, token: int) -> bool:
+        lib = self._llama_cpp
+        return bool(lib.llama_vocab_get_attr(self._vocab, token) & lib.LLAMA_TOKEN_ATTR_CONTROL)
 
     def _tokenize_prompt(self, prompt: str) -> list[int]:
         tokens: list[int] = self._llama.tokenize(

@@ -34,7 +34,7 @@ def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
                 return value.strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine() or "unknown"
+    return platform.machine() or "unknown"  # platform.processor() would run `uname -p`
 
 
 def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:

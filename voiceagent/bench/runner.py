@@ -236,6 +236,7 @@ def session_options(settings: Settings, realtime: bool, reply: bool) -> SessionO
         realtime=realtime,
         endpointing=_endpointing(settings),
         limits=ReplyLimits(max_tokens=settings.max_reply_tokens, max_s=settings.max_reply_s),
+        input_hears_output=False,  # a file cannot hear the reply
     )
 
 
