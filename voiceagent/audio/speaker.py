@@ -38,12 +38,19 @@ RECOVERY_JOIN_TIMEOUT_S = 5.0
 """How long :meth:`SpeakerSink.close` waits for a reopen attempt in progress to finish."""
 
 
+OUTPUT_LATENCY_S = 0.05
+"""Output buffer asked of PortAudio. Its "low" setting (8.6 ms through ALSA's pulse plugin here)
+underran twice in 15 s with the CPU busy, and each underrun stalled the output for ~2 s while
+ALSA recovered (a reply heard 2.5 s late); 50 ms never underran in the same test. It is also
+how long audio keeps playing after a barge-in clears the queue."""
+
+
 class SpeakerSink:
     """An :class:`~voiceagent.audio.sinks.AudioSink` that plays through an output device.
 
     Chunks are resampled to the device's rate and queued; PortAudio's callback takes from the
     queue and plays silence when it is empty. :meth:`clear` empties the queue, so playback stops
-    within one device buffer (``latency="low"``: a few tens of milliseconds).
+    within one device buffer (``OUTPUT_LATENCY_S``).
 
     With a ``reopen`` policy, a device that stops on its own is reopened on a background thread
     with backoff; audio queued or written meanwhile is dropped (it would be stale by then). If
@@ -110,7 +117,7 @@ class SpeakerSink:
                 sounddevice.OutputStream,
                 self.device,
                 "output",
-                latency="low",
+                latency=OUTPUT_LATENCY_S,
                 callback=self._callback,
                 finished_callback=self._finished,
             )
