@@ -71,6 +71,25 @@ def test_mark_start_and_clear_restart_timing(tmp_path: Path) -> None:
         asyncio.run(sink.drain())
 
 
+def test_clear_cuts_audio_not_yet_heard_from_a_timeline_file(tmp_path: Path) -> None:
+    # A barge-in 0.5 s into a 2 s reply: the file keeps what a listener heard, then silence.
+    clock = FakeClock()
+    path = tmp_path / "reply.wav"
+    with WavFileSink.open(path, 16000, clock=clock, pad_to_clock=True) as sink:
+        clock.advance(1.0)
+        sink.write(np.full(32000, 0.5, np.float32), 16000)
+        clock.advance(0.5)
+        sink.clear()
+        assert sink.played_samples == 8000
+        assert [(c.start_sample, c.sample_count) for c in sink.chunks] == [(16000, 8000)]
+        clock.advance(1.0)
+        sink.write(np.full(1600, 0.25, np.float32), 16000)
+    audio, _ = soundfile.read(path, dtype="float32")
+    assert len(audio) == 16000 + 8000 + 16000 + 1600
+    assert np.count_nonzero(np.isclose(audio, 0.5, atol=0.01)) == 8000
+    assert not audio[24000:40000].any()
+
+
 def test_write_after_close_is_an_error(tmp_path: Path) -> None:
     sink = WavFileSink.open(tmp_path / "out.wav", 16000)
     sink.close()

@@ -7,7 +7,7 @@ on a machine without PortAudio, so ``talk --output reply.wav`` works there.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -100,10 +100,10 @@ class WavFileSink:
     """An :class:`AudioSink` that writes a mono 16-bit WAV file.
 
     The file is written to a hidden temporary file beside ``path`` and renamed onto it by
-    :meth:`close`, so a reader never sees half a file. Everything written is "played" at once,
-    so :meth:`clear` has nothing to drop. With ``pad_to_clock`` silence is inserted so each chunk
-    starts at the clock time it was written (relative to :meth:`open`), like a speaker that sat
-    idle in between; otherwise chunks follow each other directly.
+    :meth:`close`, so a reader never sees half a file. With ``pad_to_clock`` silence is inserted
+    so each chunk starts at the clock time it was written (relative to :meth:`open`), like a
+    speaker that sat idle in between, and :meth:`clear` cuts off what lies ahead of the clock
+    (not heard yet). Otherwise chunks follow each other directly and all counts as played.
     """
 
     def __init__(
@@ -210,8 +210,31 @@ class WavFileSink:
         self._first_sample_time_s = None
 
     def clear(self) -> None:
-        """Nothing is queued in a file; only restarts timing."""
+        """Stop "playing" now: with ``pad_to_clock`` the file is a timeline, so audio written
+        ahead of the clock (not yet heard, as on a speaker) is cut off the file. Without it,
+        everything written counts as played and only the timing restarts."""
         self.mark_start()
+        if not self.pad_to_clock or self._file is None or self._is_closed:
+            return
+        now_sample = round((self.clock.now_s() - self._opened_at_s) * self._output_rate_hz)
+        cut = self._written_samples - max(now_sample, 0)
+        if cut <= 0:
+            return
+        keep = self._written_samples - cut
+        try:
+            self._file.seek(keep)
+            self._file.truncate(keep)
+        except (RuntimeError, OSError) as error:
+            raise AudioError(f"Could not write {self.path}: {error}.") from error
+        self._written_samples = keep
+        self._played_samples -= sum(
+            min(c.sample_count, max(0, c.start_sample + c.sample_count - keep)) for c in self.chunks
+        )
+        self.chunks = [
+            replace(c, sample_count=min(c.sample_count, keep - c.start_sample))
+            for c in self.chunks
+            if c.start_sample < keep
+        ]
 
     async def drain(self) -> None:
         """Return at once: writes go straight to the file."""
