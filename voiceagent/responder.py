@@ -9,6 +9,7 @@ and audio are dropped and the LLM is told to stop between tokens.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,7 +19,9 @@ from voiceagent.audio.sinks import AudioSink
 from voiceagent.interfaces import ChatMessage, LanguageModel, ReplyLimits, TextToSpeech
 from voiceagent.turns.sentences import SpeakableChunker
 from voiceagent.turns.speech_text import text_for_speech
-from voiceagent.workers import ModelWorker
+from voiceagent.workers import ModelWorker, trim_native_heap
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -110,7 +113,19 @@ class Responder:
         finally:
             stop.set()
             await asyncio.shield(generation)
+        await self.tts_worker.call(self._release_memory)
         return outcome
+
+    def _release_memory(self) -> None:
+        """After a reply (on the TTS worker): the voice frees its scratch memory, then the C heap
+        returns its free pages, so a long conversation's resident memory stays flat."""
+        release = getattr(self.tts, "release_memory", None)
+        try:
+            if release is not None:
+                release()
+            trim_native_heap()
+        except Exception as exc:  # memory is only given back; the conversation goes on
+            _log.warning("releasing memory after a reply failed: %s", exc)
 
     async def _speak(
         self,

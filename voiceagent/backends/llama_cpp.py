@@ -341,6 +341,11 @@ class LlamaLlm:
                 model_path=str(path),
                 n_ctx=context_tokens,
                 n_batch=min(512, context_tokens),
+                # llama.cpp's scratch buffer is sized for the largest step (its attention scores
+                # grow with step x context) and its pages are touched the first time a long
+                # prompt is evaluated (after a history trim): 128-token steps make that 25 MiB
+                # instead of 99, and evaluate a 370-token prompt as fast (1.33 vs 1.40 s here).
+                n_ubatch=min(128, context_tokens),
                 n_threads=threads,
                 n_threads_batch=batch_threads or threads,
                 verbose=False,
@@ -470,6 +475,7 @@ class LlamaLlm:
             ) from None
         finally:
             generator.close()
+            self._free_sampler()
             stats.total_s = self.clock() - started
             if stats.stop_reason is None:  # the caller closed the stream early
                 stats.stop_reason = StopReason.STOPPED
@@ -540,6 +546,18 @@ class LlamaLlm:
         if self._add_bos and (not tokens or tokens[0] != self._bos):
             tokens.insert(0, self._bos)
         return tokens
+
+    def _free_sampler(self) -> None:
+        """Free the native sampler chain ``Llama.generate`` made for this reply.
+
+        llama-cpp-python's sampler holds itself in a reference cycle, so without this its
+        native chain (~0.6 MB, a buffer the size of the vocabulary) lives until Python's full
+        garbage collection: resident memory crept up ~6 MB every 10 turns between collections.
+        """
+        sampler = getattr(self._llama, "_sampler", None)
+        if sampler is not None:
+            sampler.close()
+            self._llama._sampler = None
 
     def _ends_turn(self, token: int) -> bool:
         """End of generation, or any control token (e.g. the model starting a user turn)."""
