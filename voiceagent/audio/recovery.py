@@ -73,6 +73,12 @@ class DeviceNotice:
 NoticeHandler = Callable[[DeviceNotice], None]
 
 
+def send_notice(handler: NoticeHandler | None, notice: DeviceNotice) -> None:
+    """Hand ``notice`` to ``handler``, if there is one."""
+    if handler is not None:
+        handler(notice)
+
+
 @dataclass(frozen=True)
 class DeviceCounts:
     """Device trouble in one session, for the status display, ``session_end`` and the log.

@@ -39,6 +39,7 @@ from voiceagent.audio.recovery import (
     ReopenPolicy,
     gave_up_error,
     lost_message,
+    send_notice,
 )
 from voiceagent.audio.ring_buffer import AsyncFrameQueue
 from voiceagent.errors import DependencyError, DeviceError
@@ -409,8 +410,10 @@ class MicrophoneSource:
         gap_s: float = 0.0,
         error: DeviceError | None = None,
     ) -> None:
-        if self.on_notice is not None:
-            self.on_notice(DeviceNotice(kind, "input", device, message, attempts, gap_s, error))
+        send_notice(
+            self.on_notice,
+            DeviceNotice(kind, "input", device, message, attempts, gap_s, error),
+        )
 
 
 def silence_frames(first_index: int, duration_s: float) -> list[AudioFrame]:

@@ -30,6 +30,7 @@ from voiceagent.audio.recovery import (
     ReopenPolicy,
     gave_up_error,
     lost_message,
+    send_notice,
 )
 from voiceagent.audio.ring_buffer import SampleQueue
 from voiceagent.errors import DependencyError, DeviceError
@@ -319,8 +320,10 @@ class SpeakerSink:
         gap_s: float = 0.0,
         error: DeviceError | None = None,
     ) -> None:
-        if self.on_notice is not None:
-            self.on_notice(DeviceNotice(kind, "output", device, message, attempts, gap_s, error))
+        send_notice(
+            self.on_notice,
+            DeviceNotice(kind, "output", device, message, attempts, gap_s, error),
+        )
 
     def pause_for_rescan(self) -> None:
         """Close the PortAudio stream for a rescan; queued audio waits for the reopen."""
