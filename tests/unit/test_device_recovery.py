@@ -244,6 +244,20 @@ def test_speaker_without_a_policy_fails_at_the_first_loss(
         assert sink.device_loss_count == 1
 
 
+def test_a_speaker_that_stops_taking_audio_counts_as_lost(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # PortAudio may go quiet without reporting it: waiting for the reply to play must not hang.
+    fake = install(monkeypatch, FakeSoundDevice())
+    with SpeakerSink.open(None, clock=FakeClock()) as sink:
+        sink.stall_timeout_s = 0.05
+        sink.write(np.zeros(160, np.float32), 16000)  # 10 ms that the device never takes
+        assert fake.streams
+        with pytest.raises(DeviceError, match="stopped playing"):
+            asyncio.run(asyncio.wait_for(sink.drain(), 10.0))  # without the watchdog: hangs
+        assert sink.device_loss_count == 1
+
+
 def test_closing_the_speaker_stops_a_reopen_in_progress(monkeypatch: pytest.MonkeyPatch) -> None:
     fake = install(monkeypatch, FakeSoundDevice())
     notices = Notices()

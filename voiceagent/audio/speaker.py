@@ -33,6 +33,7 @@ from voiceagent.audio.recovery import (
     send_notice,
 )
 from voiceagent.audio.ring_buffer import SampleQueue
+from voiceagent.audio.sources import STALL_TIMEOUT_S
 from voiceagent.errors import DependencyError, DeviceError
 
 RECOVERY_JOIN_TIMEOUT_S = 5.0
@@ -66,8 +67,10 @@ class SpeakerSink:
         spec: str | int | None = None,
         reopen: ReopenPolicy | None = None,
         on_notice: NoticeHandler | None = None,
+        stall_timeout_s: float = STALL_TIMEOUT_S,
     ) -> None:
         self.device = device
+        self.stall_timeout_s = stall_timeout_s
         self.spec = spec
         self.clock: Clock = clock or MonotonicClock()
         self.reopen = reopen
@@ -215,7 +218,20 @@ class SpeakerSink:
             self._drain_waiters.append((loop, done))
         if self._queue.queued_samples == 0:  # the callback may have emptied it meanwhile
             self._wake_drain_waiters()
-        await done
+        # The queued audio plays in its own length; a device that takes much longer than that
+        # has stopped calling back without saying so, and counts as lost.
+        playing_s = self._queue.queued_samples / self.output_rate_hz
+        try:
+            await asyncio.wait_for(asyncio.shield(done), playing_s + self.stall_timeout_s)
+        except TimeoutError:
+            self.lose(
+                DeviceError(
+                    f"The output device {self.device.name} stopped playing (nothing taken for "
+                    f"{self.stall_timeout_s:g} s).",
+                    fix="check that it is still connected, then start again.",
+                )
+            )
+            await done
         if self._error is not None:
             raise self._error
 
