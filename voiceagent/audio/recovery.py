@@ -73,10 +73,19 @@ class DeviceNotice:
 NoticeHandler = Callable[[DeviceNotice], None]
 
 
-def send_notice(handler: NoticeHandler | None, notice: DeviceNotice) -> None:
-    """Hand ``notice`` to ``handler``, if there is one."""
+def send_notice(
+    handler: NoticeHandler | None,
+    direction: str,
+    kind: NoticeKind,
+    device: str,
+    message: str,
+    attempts: int = 0,
+    gap_s: float = 0.0,
+    error: DeviceError | None = None,
+) -> None:
+    """Hand a notice about the ``direction`` ("input"/"output") device to ``handler``, if any."""
     if handler is not None:
-        handler(notice)
+        handler(DeviceNotice(kind, direction, device, message, attempts, gap_s, error))
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -33,7 +33,6 @@ from voiceagent.audio.formats import (
     NonFiniteTally,
 )
 from voiceagent.audio.recovery import (
-    DeviceNotice,
     NoticeHandler,
     NoticeKind,
     ReopenPolicy,
@@ -401,19 +400,8 @@ class MicrophoneSource:
             self._retired_queue_drops += queue.overflow_count
         self._stream, self._queue = None, None
 
-    def _notify(
-        self,
-        kind: NoticeKind,
-        device: str,
-        message: str,
-        attempts: int = 0,
-        gap_s: float = 0.0,
-        error: DeviceError | None = None,
-    ) -> None:
-        send_notice(
-            self.on_notice,
-            DeviceNotice(kind, "input", device, message, attempts, gap_s, error),
-        )
+    def _notify(self, kind: NoticeKind, *details: Any, **named: Any) -> None:
+        send_notice(self.on_notice, "input", kind, *details, **named)
 
 
 def silence_frames(first_index: int, duration_s: float) -> list[AudioFrame]:

@@ -24,7 +24,6 @@ from voiceagent.audio.devices import (
 )
 from voiceagent.audio.formats import resample_once, to_mono_float32
 from voiceagent.audio.recovery import (
-    DeviceNotice,
     NoticeHandler,
     NoticeKind,
     ReopenPolicy,
@@ -327,19 +326,8 @@ class SpeakerSink:
         self._wake_drain_waiters()
         self._notify(NoticeKind.GAVE_UP, name, str(gave_up), attempts, gap_s, gave_up)
 
-    def _notify(
-        self,
-        kind: NoticeKind,
-        device: str,
-        message: str,
-        attempts: int = 0,
-        gap_s: float = 0.0,
-        error: DeviceError | None = None,
-    ) -> None:
-        send_notice(
-            self.on_notice,
-            DeviceNotice(kind, "output", device, message, attempts, gap_s, error),
-        )
+    def _notify(self, kind: NoticeKind, *details: Any, **named: Any) -> None:
+        send_notice(self.on_notice, "output", kind, *details, **named)
 
     def pause_for_rescan(self) -> None:
         """Close the PortAudio stream for a rescan; queued audio waits for the reopen."""
