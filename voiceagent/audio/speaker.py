@@ -212,25 +212,30 @@ class SpeakerSink:
         if self._queue.queued_samples == 0 or (self._stream is None and not self._is_pausing):
             return
         loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
-        with self._lock:
-            self._drain_waiters.append((loop, done))
-        if self._queue.queued_samples == 0:  # the callback may have emptied it meanwhile
-            self._wake_drain_waiters()
-        # The queued audio plays in its own length; a device that takes much longer than that
-        # has stopped calling back without saying so, and counts as lost.
-        playing_s = self._queue.queued_samples / self.output_rate_hz
-        try:
-            await asyncio.wait_for(asyncio.shield(done), playing_s + self.stall_timeout_s)
-        except TimeoutError:
-            self.lose(
-                DeviceError(
-                    f"The output device {self.device.name} stopped playing (nothing taken for "
-                    f"{self.stall_timeout_s:g} s).",
-                    fix="check that it is still connected, then start again.",
+        # A wake-up is only a hint (a rescan closing the stream, a callback that ran between
+        # two writes): go on waiting while written audio is still queued for a live device.
+        while self._queue.queued_samples > 0 and self._error is None and not self._is_closing:
+            if self._stream is None and not self._is_pausing:
+                break
+            done: asyncio.Future[None] = loop.create_future()
+            with self._lock:
+                self._drain_waiters.append((loop, done))
+            if self._queue.queued_samples == 0:  # the callback may have emptied it meanwhile
+                self._wake_drain_waiters()
+            # The queued audio plays in its own length; a device that takes much longer than
+            # that has stopped calling back without saying so, and counts as lost.
+            playing_s = self._queue.queued_samples / self.output_rate_hz
+            try:
+                await asyncio.wait_for(asyncio.shield(done), playing_s + self.stall_timeout_s)
+            except TimeoutError:
+                self.lose(
+                    DeviceError(
+                        f"The output device {self.device.name} stopped playing (nothing taken "
+                        f"for {self.stall_timeout_s:g} s).",
+                        fix="check that it is still connected, then start again.",
+                    )
                 )
-            )
-            await done
+                await done
         if self._error is not None:
             raise self._error
 
