@@ -405,6 +405,9 @@ class VoiceSession:
         async def transcribe() -> Transcript:
             transcript = await self.models.worker("stt").call(self.models.stt.transcribe, audio)
             utterance.transcript_done_s = self._now()
+            if self._utterance is utterance and utterance.voice_stopped_sample is not None:
+                # Still pausing: start the reply now, not at the next frame (up to 32 ms later).
+                self._maybe_start_speculative_reply(transcript, self._vad_state.stats())
             return transcript
 
         utterance.transcript_done_s = None

@@ -82,10 +82,11 @@ def test_turn_detector_hint_shifts_the_wait_within_the_bounds() -> None:
     # Before the transcript exists the detector can lengthen the wait but not shorten it.
     assert policy.required_silence_ms(None, TurnDetectorHint(0.95)) == 600
     assert policy.required_silence_ms(None, TurnDetectorHint(0.05)) == 1500
-    # Only the detector shortens shortens the wait, and not when the words trail off; either
-    # signal saying "not done" lengthens it.
+    # Only the detector shortens the wait, and not when the words trail off. Words that trail
+    # off lengthen it; the detector's "not done" lengthens it unless the words end a sentence.
     assert policy.required_silence_ms("Thanks.", TurnDetectorHint(0.99)) == 250
-    assert policy.required_silence_ms("Thanks.", TurnDetectorHint(0.01)) == 1500
+    assert policy.required_silence_ms("Thanks.", TurnDetectorHint(0.01)) == 600
+    assert policy.required_silence_ms("Thanks", TurnDetectorHint(0.01)) == 1500
     assert policy.required_silence_ms("and the", TurnDetectorHint(0.99)) == 600
     assert policy.required_silence_ms("and the", TurnDetectorHint(0.01)) == 1500
 

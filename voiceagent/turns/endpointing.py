@@ -206,8 +206,9 @@ class EndpointingPolicy:
     """Decides when a pause ends the user's turn.
 
     The wait is chosen from three levels: ``min_silence_ms`` when the user seems done,
-    ``max_silence_ms`` when they seem mid-phrase, ``silence_ms`` otherwise. Either the
-    transcript (ending on "and", "the", a comma...) or the turn detector can lengthen the wait.
+    ``max_silence_ms`` when they seem mid-phrase, ``silence_ms`` otherwise. The transcript
+    (ending on "and", "the", a comma...) lengthens the wait; so does the turn detector, unless
+    the transcript ends a sentence.
     Only the turn detector can shorten it, and only once the transcript is known and does not
     end mid-phrase. Whisper puts a full stop after fragments ("Author of the danger."), so punctuation alone
     would cut people off at natural pauses. Either way the voice must have stopped for the
@@ -257,7 +258,13 @@ class EndpointingPolicy:
             if mid_phrase or not has_transcript:
                 return config.silence_ms
             return config.min_silence_ms
-        if hint_vote > 0 or mid_phrase:
+        if mid_phrase:
+            return config.max_silence_ms
+        if hint_vote > 0:
+            # The detector says "not done". If the words end a sentence the two disagree
+            # (read-aloud sentences often score < 0.1): wait the usual silence, no longer.
+            if ending is TranscriptEnding.COMPLETE:
+                return config.silence_ms
             return config.max_silence_ms
         return config.silence_ms
 
