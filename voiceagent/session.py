@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import difflib
+import logging
 import re
 from collections import deque
 from collections.abc import AsyncIterator
@@ -69,6 +70,8 @@ from voiceagent.turns.vad_state import (
 )
 from voiceagent.workers import ModelWorker
 
+_log = logging.getLogger(__name__)
+
 
 class VoiceActivityDetector(Protocol):
     def probability(self, frame: np.ndarray) -> float: ...
@@ -92,6 +95,10 @@ class State(Enum):
     SPEAKING = "speaking"
 
 
+PARTIAL_EVERY_S = 1.0
+"""How often ``talk`` and ``bench`` transcribe the words so far while the user speaks."""
+
+
 @dataclass(frozen=True)
 class SessionOptions:
     duplex: Duplex = Duplex.HALF
@@ -108,7 +115,9 @@ class SessionOptions:
     input_hears_output: bool = True
     echo_window_s: float = 2.0  # ... and only if it began this soon after our voice stopped
     max_buffer_s: float = 35.0
-    partial_every_s: float | None = None  # listen-only: re-transcribe this often while speaking
+    # Transcribe the words so far this often while the user speaks (real time only): for the
+    # display, and so the LLM can read the prompt ahead. None: only the pause is transcribed.
+    partial_every_s: float | None = None
 
 
 @dataclass
@@ -216,6 +225,7 @@ class VoiceSession:
         self._pending: _PendingReply | None = None
         self._carried_user_text = ""  # said before a pause we wrongly took for the end
         self._responder: Responder | None = None
+        self._prefill: asyncio.Future[None] | None = None
         self._last_reply_text = ""
         self._started_s = clock.now_s()
         self._offset_s = 0.0  # session time minus audio time, from the latest frame
@@ -370,12 +380,18 @@ class VoiceSession:
             self._abort_speculative_reply()
 
     def _maybe_partial(self, utterance: _Utterance, frame_end: int) -> None:
-        """Listen-only mode: the words so far, updated while the user speaks. (With replies
-        on, the STT worker stays free for the transcript of the pause, which sets latency.)"""
+        """The words so far, transcribed about every ``partial_every_s`` while the user speaks.
+
+        They update the display, and with replies on they let the LLM read the prompt ahead
+        (:meth:`_maybe_prefill`). A partial runs only while the STT worker is free; one that is
+        still running when the pause begins delays the pause's transcript by what it has left.
+        """
         every_s = self.options.partial_every_s
         if every_s is None or not self._vad_state.is_speech:
             return
         if utterance.partial is not None and not utterance.partial.done():
+            return
+        if utterance.speculation is not None and not utterance.speculation.done():
             return
         if frame_end - max(utterance.partial_upto, utterance.start_sample) < every_s * PIPELINE_RATE_HZ:
             return
@@ -384,10 +400,34 @@ class VoiceSession:
 
         async def transcribe_partial() -> None:
             transcript = await self.models.worker("stt").call(self.models.stt.transcribe, audio)
-            if self._utterance is utterance and transcript.text.strip():
-                self._emit(PartialTranscript(self._now(), text=transcript.text.strip()))
+            text = transcript.text.strip()
+            if self._utterance is utterance and text:
+                self._emit(PartialTranscript(self._now(), text=text))
+                self._maybe_prefill(text)
 
         utterance.partial = asyncio.ensure_future(transcribe_partial())
+
+    def _maybe_prefill(self, partial_text: str) -> None:
+        """Have the LLM read the prompt with the user's words so far, but the last one (Whisper
+        may still change it), so the reply only reads the rest of the prompt once the turn ends.
+        Measured here on a 40-token user message: first token 82 ms instead of 233."""
+        prefill = getattr(self.models.llm, "prefill", None)
+        if prefill is None or self.history is None or self._respond_task is not None:
+            return
+        if self._prefill is not None and not self._prefill.done():
+            return
+        words = partial_text.split()
+        if len(words) < 3:
+            return
+        messages = self._prompt_with(" ".join(words[:-1]))
+
+        async def run() -> None:
+            try:
+                await self.models.worker("llm").call(prefill, messages)
+            except Exception as exc:  # only a head start: the reply reads its whole prompt
+                _log.debug("reading the prompt ahead failed: %s", exc)
+
+        self._prefill = asyncio.ensure_future(run())
 
     def _start_speculation(self, utterance: _Utterance, upto_sample: int) -> None:
         self._drop_speculation(utterance)

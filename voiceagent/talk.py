@@ -29,7 +29,7 @@ from voiceagent.events import (
     SessionEnd,
 )
 from voiceagent.interfaces import ReplyLimits
-from voiceagent.session import Duplex, SessionOptions, SessionResult, VoiceSession
+from voiceagent.session import PARTIAL_EVERY_S, Duplex, SessionOptions, SessionResult, VoiceSession
 from voiceagent.turns.endpointing import EndpointingConfig
 
 SAMPLE_QUESTION = Path(__file__).with_name("data") / "sample_question.wav"
@@ -127,7 +127,7 @@ def run_talk(settings: Settings, options: TalkOptions) -> SessionResult:
         max_turns=options.max_turns,
         endpointing=endpointing,
         limits=ReplyLimits(max_tokens=settings.max_reply_tokens, max_s=settings.max_reply_s),
-        partial_every_s=1.0 if options.no_reply and not options.fast else None,
+        partial_every_s=None if options.fast else PARTIAL_EVERY_S,
         input_hears_output=not isinstance(source, FileSource),
     )
     models = load_models(settings, reply=not options.no_reply)

@@ -173,6 +173,39 @@ def test_kv_cache_is_reused_as_the_conversation_grows(llm: LlamaLlm) -> None:
     assert evaluated[19] <= 2 * evaluated[1] + 8
 
 
+def test_reading_the_words_so_far_ahead_leaves_only_the_tail(llm: LlamaLlm) -> None:
+    """prefill() with the first words of a question: the reply then evaluates only the rest,
+    and says exactly what it says from a cold cache (same seed, same tokens)."""
+    question = "Can you tell me what the tallest mountain in the whole of Europe is called?"
+    words = question.split()
+    limits = ReplyLimits(max_tokens=12)
+    llm.clear_cache()
+    cold = "".join(llm.stream_reply(ask(question), limits, never))
+    cold_stats = llm.last_reply
+    assert cold_stats.evaluated_prompt_tokens == cold_stats.prompt_tokens
+
+    llm.clear_cache()
+    llm.warm_up(SYSTEM)
+    read = llm.prefill(ask(" ".join(words[:9])))
+    assert read > 5
+    assert llm.prefill(ask(" ".join(words[:9]))) == 0  # already read
+    warm = "".join(llm.stream_reply(ask(question), limits, never))
+    stats = llm.last_reply
+    assert warm == cold
+    assert stats.evaluated_prompt_tokens == stats.prompt_tokens - stats.cached_prompt_tokens
+    # The last words and the reply header only, not the system prompt or the first words.
+    assert stats.evaluated_prompt_tokens < 20 < stats.prompt_tokens
+
+
+def test_reading_ahead_words_that_change_keeps_the_common_part(llm: LlamaLlm) -> None:
+    llm.warm_up(SYSTEM)
+    llm.prefill(ask("What is the weather like in"))
+    "".join(llm.stream_reply(ask("What was the weather like in Rome?"), ReplyLimits(max_tokens=4), never))
+    stats = llm.last_reply
+    assert 0 < stats.cached_prompt_tokens < stats.prompt_tokens
+    assert stats.evaluated_prompt_tokens == stats.prompt_tokens - stats.cached_prompt_tokens
+
+
 def test_a_changed_prefix_is_evaluated_again(llm: LlamaLlm) -> None:
     """The counter is real: a new system prompt throws the cached prefix away."""
     list(llm.stream_reply(ask("Hello"), ReplyLimits(max_tokens=4), never))

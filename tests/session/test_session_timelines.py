@@ -20,12 +20,14 @@ from voiceagent.events import (
     CollectedEvents,
     Dropped,
     Interrupted,
+    PartialTranscript,
     Reply,
     SpeechEnd,
     SpeechStart,
     TranscriptEvent,
     Turn,
 )
+from voiceagent.interfaces import Transcript
 from voiceagent.session import Duplex, Models, SessionOptions, VoiceSession
 from voiceagent.testing.fakes import FakeLlm, FakeStt, FakeTts, FakeVad, scripted_audio
 
@@ -44,20 +46,24 @@ def run_session(
     duplex: Duplex = Duplex.HALF,
     max_turns: int | None = None,
     input_hears_output: bool = True,
+    partial_every_s: float | None = None,
+    stt: FakeStt | None = None,
 ) -> tuple[CollectedEvents, FakeStt, FakeLlm, VoiceSession]:
     audio = scripted_audio(speech_s, total_s)
     wav = tmp_path / "input.wav"
     write_wav(wav, audio, 16000)
     clock = FakeClock()
     source = FileSource.open(wav, realtime=True, clock=clock, trailing_silence_ms=2000)
-    stt, llm, tts = FakeStt(texts), FakeLlm(reply), FakeTts()
+    stt = stt if stt is not None else FakeStt(texts)
+    llm, tts = FakeLlm(reply), FakeTts()
     models = Models(vad=FakeVad(), stt=stt, llm=llm, tts=tts)
     sink = WavFileSink.open(tmp_path / "reply.wav", 16000, clock=clock, pad_to_clock=True)
     events = CollectedEvents()
     session = VoiceSession(
         models, source, sink, events, clock,
         SessionOptions(
-            duplex=duplex, max_turns=max_turns, input_hears_output=input_hears_output
+            duplex=duplex, max_turns=max_turns, input_hears_output=input_hears_output,
+            partial_every_s=partial_every_s,
         ),
         system_prompt="Be brief.", history_tokens=500,
     )  # fmt: skip
@@ -191,3 +197,40 @@ def test_transcripts_are_emitted_before_the_turn(tmp_path):
     names = [type(e).__name__ for e in events.events]
     assert names.index("SpeechEnd") < names.index("TranscriptEvent") < names.index("Turn")
     assert isinstance(events.of(TranscriptEvent)[0].stt_ms, float)
+
+
+class WordsSoFarStt(FakeStt):
+    """Three words per second of audio heard, from a fixed sentence."""
+
+    def transcribe(self, audio_16k: np.ndarray) -> Transcript:
+        super().transcribe(audio_16k)
+        words = self.texts[0].split()
+        count = max(1, min(len(words), int(3 * len(audio_16k) / 16000)))
+        return Transcript(text=" ".join(words[:count]), audio_s=len(audio_16k) / 16000, stt_ms=1.0)
+
+
+def test_words_so_far_are_shown_and_read_ahead_by_the_llm(tmp_path):
+    sentence = "please tell me what the weather will be like in Paris tomorrow"
+    events, stt, llm, _ = run_session(
+        tmp_path, [(0.5, 4.5)], 7.0, [sentence], partial_every_s=1.0,
+        stt=WordsSoFarStt([sentence]),
+    )  # fmt: skip
+    partials = [e.text for e in events.of(PartialTranscript)]
+    assert len(partials) >= 3  # about one per second of speech
+    assert all(sentence.startswith(p) for p in partials)
+    assert len(llm.prefills) >= 2
+    for prompt in llm.prefills:
+        assert prompt[0].content == "Be brief."
+        said = prompt[-1].content.split()
+        # The words of a partial but its last, which Whisper may still change.
+        assert any(p.split()[:-1] == said for p in partials), said
+    turns = events.of(Turn)
+    assert len(turns) == 1 and turns[0].user_text == sentence
+    assert llm.prompts[-1][-1].content == sentence  # the reply reads the whole transcript
+
+
+def test_without_partials_nothing_is_read_ahead(tmp_path):
+    events, stt, llm, _ = run_session(tmp_path, [(0.5, 4.5)], 7.0, ["What time is it?"])
+    assert events.of(PartialTranscript) == []
+    assert llm.prefills == []
+    assert len(stt.calls) == 1

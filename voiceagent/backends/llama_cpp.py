@@ -397,6 +397,40 @@ class LlamaLlm:
         if prefix:
             self._llama.eval(prefix)
 
+    def prefill(self, messages: Sequence[ChatMessage]) -> int:
+        """Evaluate the prompt for ``messages`` up to the end of the last message's words.
+
+        Called with the words the user has said so far, while they are still speaking: the
+        reply's prompt then starts with tokens already in llama.cpp's cache, and only its new
+        tail (the last words and the reply header) is evaluated once the turn ends.
+
+        Returns:
+            How many tokens were evaluated (0 if they were all cached or would not fit).
+        """
+        if not messages:
+            return 0
+        *earlier, last = messages
+        tokens = self.prompt_token_ids(messages)
+        # Only what stays the same when more words follow: the last message's closing
+        # template tokens (and a word they might merge with) are left for the reply.
+        longer = self.prompt_token_ids([*earlier, ChatMessage(last.role, f"{last.content} and")])
+        tokens = tokens[: _common_prefix(tokens, longer)]
+        if not tokens or len(tokens) >= self.context_tokens:
+            return 0
+        cached = _common_prefix(self._llama._input_ids, tokens)
+        if cached == len(tokens):
+            return 0
+        self._llama.n_tokens = cached  # eval() drops the cache after this point
+        try:
+            self._llama.eval(tokens[cached:])
+        except RuntimeError as exc:
+            self._llama.reset()
+            raise ModelError(
+                f"llama.cpp failed while reading the prompt with {self.path.name} ({exc}).",
+                fix="restart; if it happens again, run `voiceagent doctor`.",
+            ) from None
+        return len(tokens) - cached
+
     def stream_reply(
         self,
         messages: list[ChatMessage],

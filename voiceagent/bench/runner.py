@@ -43,7 +43,13 @@ from voiceagent.events import (
     Turn,
 )
 from voiceagent.interfaces import ReplyLimits
-from voiceagent.session import Duplex, SessionOptions, VoiceActivityDetector, VoiceSession
+from voiceagent.session import (
+    PARTIAL_EVERY_S,
+    Duplex,
+    SessionOptions,
+    VoiceActivityDetector,
+    VoiceSession,
+)
 from voiceagent.turns.endpointing import EndpointingConfig
 
 SPEECH_THRESHOLD = 0.5
@@ -237,6 +243,7 @@ def session_options(settings: Settings, realtime: bool, reply: bool) -> SessionO
         endpointing=_endpointing(settings),
         limits=ReplyLimits(max_tokens=settings.max_reply_tokens, max_s=settings.max_reply_s),
         input_hears_output=False,  # a file cannot hear the reply
+        partial_every_s=PARTIAL_EVERY_S if realtime else None,  # as in `talk`
     )
 
 

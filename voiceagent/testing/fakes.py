@@ -53,6 +53,7 @@ class FakeLlm:
     reply: str = "Hello there. How can I help you today?"
     before_each_token: Callable[[int], None] | None = None
     prompts: list[list[ChatMessage]] = field(default_factory=list)
+    prefills: list[list[ChatMessage]] = field(default_factory=list)  # prompts read ahead
     stopped_early: threading.Event = field(default_factory=threading.Event)
 
     def stream_reply(
@@ -70,6 +71,10 @@ class FakeLlm:
             if self.before_each_token is not None:
                 self.before_each_token(index)
             yield word if index == 0 else " " + word
+
+    def prefill(self, messages: list[ChatMessage]) -> int:
+        self.prefills.append(list(messages))
+        return len(messages[-1].content.split()) if messages else 0
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())
