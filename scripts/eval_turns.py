@@ -2,7 +2,8 @@
 
 Runs the listening half of the session (no reply) at real-time pace, so the speculative
 transcript is ready exactly when it would be live, and reports:
-- turns ended inside a hesitation (must be 0) and turns never ended (must be 0);
+- turns ended inside a hesitation, and turns never ended (must be 0);
+- turns ended inside any other pause of a turn (between its sentences), with the pause's length;
 - the end-of-utterance delay (decision minus the moment the voice stopped), in audio time.
 
 Usage: .venv/bin/python scripts/eval_turns.py [--eou-silence-ms 600] [--turn-model smart-turn-v3.2]
@@ -19,7 +20,7 @@ from pathlib import Path
 from voiceagent.audio.clock import MonotonicClock
 from voiceagent.audio.sources import FileSource
 from voiceagent.config import load_settings
-from voiceagent.events import CollectedEvents, Dropped, SpeechEnd
+from voiceagent.events import CollectedEvents, Dropped, SpeechEnd, SpeechStart
 from voiceagent.pipeline import load_models
 from voiceagent.session import SessionOptions, VoiceSession
 from voiceagent.turns.endpointing import EndpointingConfig
@@ -67,6 +68,21 @@ def main() -> None:
         for end in inside:
             print(f"    voice stopped at {end.audio_s:.2f} s, ended after {end.eou_ms:.0f} ms")
         print(f"  turns not ended at their end: {len(missed)} {missed}")
+        # Every other end: a turn cut inside a pause the annotation does not call a hesitation
+        # (between two sentences of one turn). How long the pause really was decides whether
+        # the silence setting allowed it.
+        turn_ends = [t["end_s"] for t in spec["turns"]]
+        starts = [e.audio_s for e in events.of(SpeechStart)]
+        others = [
+            e for e in ends
+            if e not in inside and all(abs(e.audio_s - end) > 0.4 for end in turn_ends)
+        ]  # fmt: skip
+        print(f"  turns ended inside any other pause of a turn: {len(others)}")
+        for end in others:
+            later = [s for s in starts if s > end.audio_s]
+            pause = f"{(later[0] - end.audio_s) * 1000:.0f} ms" if later else "?"
+            print(f"    voice stopped at {end.audio_s:.2f} s, ended after {end.eou_ms:.0f} ms "
+                  f"of a {pause} pause")  # fmt: skip
         if delays:
             print(
                 f"  eou delay (audio time) median {statistics.median(delays):.0f} ms, "

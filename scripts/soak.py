@@ -5,7 +5,8 @@ prints its report: resident memory growth after warm-up, the largest prompt agai
 window, and the slope of each latency over the turns (ms per turn), fitted to every turn and to
 medians of windows of turns. tests/e2e/test_soak.py asserts on the same figures.
 
-Usage: .venv/bin/python scripts/soak.py [--turns 200] [--json FILE]
+Usage: .venv/bin/python scripts/soak.py [--turns 200] [--json FILE] [--realtime]
+(--realtime: a polite user at real-time pace, as `talk` is used; e.g. --turns 50)
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-from voiceagent.bench.soak import SoakTurn, run_soak, soak_clips, summarize
+from voiceagent.bench.soak import CLIP_COUNT, SoakTurn, run_soak, soak_clips, summarize
 from voiceagent.config import load_settings
 
 SPEECH = Path(__file__).resolve().parents[1].parent / "shared" / "audio" / "speech"
@@ -34,10 +35,20 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--turns", type=int, default=200)
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--clips", type=int, default=CLIP_COUNT,
+        help="how many recordings the questions cycle through (15: turn 50 repeats turn 5's)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--realtime", action="store_true",
+        help="ask each question at real-time pace once the last answer was heard",
+    )  # fmt: skip
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         result = run_soak(
-            load_settings(), soak_clips(SPEECH), args.turns, Path(scratch), show_progress
+            load_settings(), soak_clips(SPEECH, args.clips), args.turns, Path(scratch),
+            show_progress,
+            realtime=args.realtime,
         )
     report = summarize(result)
     print(json.dumps(report.to_json(), indent=1))

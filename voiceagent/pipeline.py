@@ -69,7 +69,7 @@ def load_model(kind: ModelKind, path: Path, settings: Settings) -> Any:
     if kind is ModelKind.TTS:
         from voiceagent.backends.piper import PiperTts
 
-        return PiperTts.load(path, threads=1)
+        return PiperTts.load(path, threads=settings.tts_threads)
     if kind is ModelKind.TURN:
         from voiceagent.backends.smart_turn import SmartTurn
 

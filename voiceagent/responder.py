@@ -62,6 +62,7 @@ class Responder:
         self.limits = limits
         self.speaking_until_s = float("-inf")
         self.current: ReplyOutcome | None = None  # the reply being spoken, for barge-in
+        self.pause_llm_for_first_chunk = True
 
     async def reply(
         self,
@@ -79,6 +80,11 @@ class Responder:
         loop = asyncio.get_running_loop()
         deltas: asyncio.Queue[str | None] = asyncio.Queue()
         stop = threading.Event()
+        # Cleared while the first chunk is synthesised: the LLM waits between tokens, so the
+        # voice has both cores for the sound the user is waiting for. The LLM is far ahead of
+        # the voice anyway (the first chunk plays for ~1 s; the second needs ~0.3 s to make).
+        may_generate = threading.Event()
+        may_generate.set()
         outcome = ReplyOutcome()
         self.current = outcome
         started_s = self.clock.now_s()
@@ -90,6 +96,8 @@ class Responder:
             try:
                 for delta in self.llm.stream_reply(messages, self.limits, should_stop):
                     loop.call_soon_threadsafe(deltas.put_nowait, delta)
+                    while not may_generate.wait(0.1) and not should_stop():
+                        pass
             finally:
                 loop.call_soon_threadsafe(deltas.put_nowait, None)
 
@@ -104,7 +112,15 @@ class Responder:
                 for chunk in chunker.feed(delta):
                     if not is_current():
                         break
-                    await self._speak(chunk, outcome, is_current, on_first_audio, gate)
+                    first = not outcome.chunks and outcome.tts_first_audio_ms is None
+                    if first and self.pause_llm_for_first_chunk:
+                        may_generate.clear()
+                    try:
+                        await self._speak(
+                            chunk, outcome, is_current, on_first_audio, gate, may_generate.set
+                        )
+                    finally:
+                        may_generate.set()
                 if not is_current():
                     break
             if is_current():
@@ -112,6 +128,7 @@ class Responder:
                     await self._speak(chunk, outcome, is_current, on_first_audio, gate)
         finally:
             stop.set()
+            may_generate.set()
             await asyncio.shield(generation)
         await self.tts_worker.call(self._release_memory)
         return outcome
@@ -134,6 +151,7 @@ class Responder:
         is_current: Callable[[], bool],
         on_first_audio: Callable[[], None] | None,
         gate: asyncio.Event | None,
+        synthesised: Callable[[], None] | None = None,
     ) -> None:
         text = text_for_speech(chunk)
         if not text.strip():
@@ -141,6 +159,8 @@ class Responder:
         asked_s = self.clock.now_s()
         audio = await self.tts_worker.call(lambda: list(self.tts.synthesize(text)))
         done_s = self.clock.now_s()
+        if synthesised is not None:
+            synthesised()
         if outcome.tts_first_audio_ms is None:
             outcome.tts_first_audio_ms = (done_s - asked_s) * 1000
         rate = self.tts.sample_rate_hz

@@ -111,7 +111,8 @@ class SessionOptions:
     echo_tail_ms: float = 300.0  # half duplex: also ignore this long after our voice stops
     # A microphone may hear our voice; a file cannot. Only then is a transcript that repeats
     # our last reply taken for an echo (a user reading a file of sentences the LLM parroted
-    # back must still be answered).
+    # back must still be answered), and only then is the input ignored while we speak in half
+    # duplex: speech from a file while we talk interrupts us, as it would on a headset.
     input_hears_output: bool = True
     echo_window_s: float = 2.0  # ... and only if it began this soon after our voice stopped
     max_buffer_s: float = 35.0
@@ -331,9 +332,9 @@ class VoiceSession:
     async def _on_frame(self, frame: AudioFrame, vad_worker: ModelWorker) -> None:
         frame_end = frame.sample_index + frame.valid_samples
         self._offset_s = self._now() - frame_end / PIPELINE_RATE_HZ
-        if self.options.duplex is Duplex.HALF and self.options.realtime and self._is_our_voice_playing():
+        if not self._hears_user_over_us and self.options.realtime and self._is_our_voice_playing():
             # We are talking: whatever the microphone hears now is probably us. (As fast as
-            # possible there is no shared timeline with our voice, and a file cannot hear it.)
+            # possible there is no shared timeline with our voice.)
             if self._vad_state.is_in_utterance or self._utterance is not None:
                 self._abandon_utterance()
             return
@@ -411,15 +412,18 @@ class VoiceSession:
         """Have the LLM read the prompt with the user's words so far, but the last one (Whisper
         may still change it), so the reply only reads the rest of the prompt once the turn ends.
         Measured here on a 40-token user message: first token 82 ms instead of 233."""
-        prefill = getattr(self.models.llm, "prefill", None)
-        if prefill is None or self.history is None or self._respond_task is not None:
-            return
-        if self._prefill is not None and not self._prefill.done():
+        if self.history is None or self._respond_task is not None:
             return
         words = partial_text.split()
         if len(words) < 3:
             return
-        messages = self._prompt_with(" ".join(words[:-1]))
+        self._read_ahead(self._prompt_with(" ".join(words[:-1])))
+
+    def _read_ahead(self, messages: list[ChatMessage]) -> None:
+        """Have the LLM evaluate ``messages`` (but their closing tokens) on its worker now."""
+        prefill = getattr(self.models.llm, "prefill", None)
+        if prefill is None or (self._prefill is not None and not self._prefill.done()):
+            return
 
         async def run() -> None:
             try:
@@ -432,12 +436,19 @@ class VoiceSession:
     def _start_speculation(self, utterance: _Utterance, upto_sample: int) -> None:
         self._drop_speculation(utterance)
         audio = self._audio_between(utterance.start_sample, upto_sample)
-        utterance.speculation = self._transcribe(utterance, audio)
-        if self.models.turn is not None:
+        speculation = utterance.speculation = self._transcribe(utterance, audio)
+        turn = self.models.turn
+        if turn is not None:
             utterance.hint_audio_end_s = upto_sample / PIPELINE_RATE_HZ
-            utterance.hint = asyncio.ensure_future(
-                self.models.worker("turn").call(self.models.turn.end_probability, audio)
-            )
+
+            async def judge() -> float:
+                # After the transcript, not beside it: on two cores Smart Turn slowed Whisper
+                # by 17% (median), and the transcript is what the reply waits for. The hint
+                # is still in time: the reply's first audio is ~200 ms further away.
+                await asyncio.wait([speculation])
+                return await self.models.worker("turn").call(turn.end_probability, audio)
+
+            utterance.hint = asyncio.ensure_future(judge())
 
     def _transcribe(self, utterance: _Utterance, audio: np.ndarray) -> asyncio.Task[Transcript]:
         """Transcribe on the STT worker, noting when the text exists."""
@@ -666,6 +677,10 @@ class VoiceSession:
         speculative = pending.speculative
         reply_text = outcome.text.strip()
         self.history.add_assistant(reply_text)
+        # While the reply plays, the LLM reads the next prompt's start. That is nearly free,
+        # unless the history was just trimmed: then the whole rest of the conversation is
+        # evaluated again (~500 tokens, seconds), better now than when the user has spoken.
+        self._read_ahead(self.history.messages())
         self._last_reply_text = reply_text
         self._emit(Reply(self._now(), text=reply_text))
         latency["llm_first_token"] = outcome.llm_first_token_ms
@@ -685,18 +700,30 @@ class VoiceSession:
         self._respond_task = None
         self._pending = None
 
+    @property
+    def is_replying(self) -> bool:
+        """A reply is being generated, or its audio is still playing."""
+        return self._is_replying()
+
     def _is_replying(self) -> bool:
         """A reply is being generated, or its audio is still playing."""
         if self._respond_task is not None:
             return True
         return self._responder is not None and self.clock.now_s() < self._responder.speaking_until_s
 
+    @property
+    def _hears_user_over_us(self) -> bool:
+        """Whether speech heard while we talk is the user's: with full duplex (a headset), or
+        from an input that cannot hear our voice (a file). Then it interrupts us; in half
+        duplex from a microphone it is ignored, as it is probably our own voice."""
+        return self.options.duplex is Duplex.FULL or not self.options.input_hears_output
+
     def _maybe_barge_in(self, event: SpeechStarted) -> None:
-        """Full duplex: confirmed user speech while we reply stops us at once.
+        """Confirmed user speech while we reply stops us at once (see _hears_user_over_us).
 
         Speech is only confirmed after the VAD's min_speech_ms, so a cough never gets here.
         """
-        if self.options.duplex is not Duplex.FULL or self._responder is None:
+        if not self._hears_user_over_us or self._responder is None:
             return
         if not self._is_replying():
             return

@@ -176,3 +176,36 @@ def test_stage_parts_stack_up_to_voice_to_voice():
     assert parts["llm_first_token"] == 100
     assert parts["tts_first_audio"] == 150
     assert parts["other"] == 1000 - (600 + 60 + 100 + 150)
+
+
+def _filled(first_sample_at: float) -> UtteranceResult:
+    from types import SimpleNamespace
+
+    from voiceagent.bench.runner import SpeechSpan, _fill
+    from voiceagent.events import Turn
+
+    turn = Turn(5.0, index=1, user_text="hello there", reply_text="Hi.",
+                latency_ms={"eou": 300.0, "voice_to_voice": 500.0})  # fmt: skip
+    recorder = SimpleNamespace(events=[], turns=[(turn, 100.0 + 4.3, first_sample_at)])
+    result = UtteranceResult("c", "a", audio_s=5.0, reference="hello there", speech_end_s=4.0)
+    _fill(result, recorder, 100.0, SpeechSpan(0.5, 4.0), realtime=True)  # type: ignore[arg-type]
+    return result
+
+
+def test_voice_to_voice_starts_at_the_true_end_of_speech():
+    result = _filled(first_sample_at=104.6)
+    assert result.latency_ms["voice_to_voice"] == pytest.approx(600)
+    assert result.latency_ms["eou_true"] == pytest.approx(300)
+    assert result.talked_over is False
+
+
+def test_a_reply_that_began_before_the_speech_ended_has_no_voice_to_voice():
+    # The last reply started at 3.5 s, the user spoke until 4.0 s: the end went unanswered.
+    result = _filled(first_sample_at=103.5)
+    assert result.latency_ms["voice_to_voice"] is None
+    assert result.talked_over is True
+    run = RunReport(RunConfig("s", "l", "v", Mode.STREAMING))
+    run.add(result)
+    assert run.talked_over == 1
+    assert run.to_json()["talked_over"] == 1
+    assert run.spread("voice_to_voice").count == 0

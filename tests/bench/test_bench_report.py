@@ -84,7 +84,7 @@ def test_markdown_names_the_command_and_the_machine():
     assert "Machine: Test CPU, 2 cores (2 threads used)" in text
     table = [line for line in text.splitlines() if line.startswith("|")]
     assert len(table) == 2 + 2  # header, rule, one row per run
-    assert "| streaming | 3 | 0.0% | 0 | 1000 | 1100 |" in table[2]
+    assert "| streaming | 3 | 0.0% | 0 | 0 | 1000 | 1100 |" in table[2]
     assert "2.00x faster" in text
 
 

@@ -27,7 +27,7 @@ from voiceagent.events import (
     TranscriptEvent,
     Turn,
 )
-from voiceagent.interfaces import Transcript
+from voiceagent.interfaces import Role, Transcript
 from voiceagent.session import Duplex, Models, SessionOptions, VoiceSession
 from voiceagent.testing.fakes import FakeLlm, FakeStt, FakeTts, FakeVad, scripted_audio
 
@@ -166,6 +166,18 @@ def test_half_duplex_ignores_speech_while_we_speak(tmp_path):
     assert len(events.of(Turn)) == 1
 
 
+def test_speech_from_an_input_that_cannot_hear_us_interrupts_even_in_half_duplex(tmp_path):
+    # A file cannot hear our voice: the second burst is the user going on, not an echo, so it
+    # is not ignored; it stops the long reply and is answered as a turn of its own.
+    events, stt, _, _ = run_session(
+        tmp_path, [(0.5, 2.0), (3.5, 4.5)], 12.0, ["Tell me a story.", "Stop."],
+        reply=LONG_REPLY, input_hears_output=False,
+    )  # fmt: skip
+    assert len(events.of(SpeechStart)) == 2
+    assert len(events.of(Interrupted)) == 1
+    assert [t.user_text for t in events.of(Turn)] == ["Tell me a story.", "Stop."]
+
+
 def test_full_duplex_barge_in_interrupts_and_trims_history(tmp_path):
     events, _, llm, session = run_session(
         tmp_path, [(0.5, 2.0), (3.5, 4.5)], 12.0, ["Tell me a story.", "Stop please."],
@@ -218,8 +230,9 @@ def test_words_so_far_are_shown_and_read_ahead_by_the_llm(tmp_path):
     partials = [e.text for e in events.of(PartialTranscript)]
     assert len(partials) >= 3  # about one per second of speech
     assert all(sentence.startswith(p) for p in partials)
-    assert len(llm.prefills) >= 2
-    for prompt in llm.prefills:
+    read_while_speaking = [p for p in llm.prefills if p[-1].role is Role.USER]
+    assert len(read_while_speaking) >= 2
+    for prompt in read_while_speaking:
         assert prompt[0].content == "Be brief."
         said = prompt[-1].content.split()
         # The words of a partial but its last, which Whisper may still change.
@@ -229,8 +242,11 @@ def test_words_so_far_are_shown_and_read_ahead_by_the_llm(tmp_path):
     assert llm.prompts[-1][-1].content == sentence  # the reply reads the whole transcript
 
 
-def test_without_partials_nothing_is_read_ahead(tmp_path):
-    events, stt, llm, _ = run_session(tmp_path, [(0.5, 4.5)], 7.0, ["What time is it?"])
+def test_without_partials_only_the_history_is_read_ahead_after_the_reply(tmp_path):
+    events, stt, llm, session = run_session(tmp_path, [(0.5, 4.5)], 7.0, ["What time is it?"])
     assert events.of(PartialTranscript) == []
-    assert llm.prefills == []
     assert len(stt.calls) == 1
+    # Once the reply is in the history, the LLM reads the next prompt's start while it plays.
+    assert [[m.content for m in p] for p in llm.prefills] == [
+        ["Be brief.", "What time is it?", "Hello there. How can I help you today?"]
+    ]

@@ -75,8 +75,12 @@ def test_required_silence_adapts_to_the_transcript(
 
 def test_turn_detector_hint_shifts_the_wait_within_the_bounds() -> None:
     assert policy.required_silence_ms("Sure", TurnDetectorHint(0.95)) == 250
+    assert policy.required_silence_ms("Sure", TurnDetectorHint(0.99)) == 250
     assert policy.required_silence_ms("Sure", TurnDetectorHint(0.05)) == 1500
-    assert policy.required_silence_ms("Sure", TurnDetectorHint(0.5)) == 250
+    # Between Smart Turn's own threshold and "sure", the wait shortens with its confidence.
+    assert policy.required_silence_ms("Sure", TurnDetectorHint(0.5)) == 600
+    assert policy.required_silence_ms("Sure", TurnDetectorHint(0.725)) == pytest.approx(425)
+    assert policy.required_silence_ms("Sure", TurnDetectorHint(0.86)) == pytest.approx(320)
     assert policy.required_silence_ms("Sure", TurnDetectorHint(0.49)) == 600
     assert policy.required_silence_ms("Sure", TurnDetectorHint(0.26)) == 600
     # Before the transcript exists the detector can lengthen the wait but not shorten it.
@@ -184,6 +188,7 @@ def test_eou_silence_flag_widens_the_bounds() -> None:
         {"silence_ms": -1, "min_silence_ms": -1},
         {"max_turn_s": 0},
         {"hint_done_probability": 0.2, "hint_not_done_probability": 0.3},
+        {"hint_done_probability": 0.9, "hint_sure_probability": 0.8},
     ],
 )
 def test_bad_config_is_a_usage_error(kwargs: dict[str, float]) -> None:

@@ -69,7 +69,7 @@ def test_speech_from_half_a_second_to_two_and_a_half() -> None:
     stopped = events[1][1]
     assert isinstance(stopped, SilenceStarted)
     assert stopped.silence_start_sample == (16 + 63) * FRAME_SAMPLES
-    assert stopped.detected_sample == (16 + 63 + 2) * FRAME_SAMPLES  # two silent frames
+    assert stopped.detected_sample == (16 + 63 + 1) * FRAME_SAMPLES  # one silent frame
 
     assert machine.state is VadState.PAUSE
     assert not machine.is_speech
@@ -152,8 +152,23 @@ def test_probabilities_between_the_thresholds_keep_the_current_state() -> None:
     assert machine.state is VadState.PAUSE
 
 
-def test_a_dip_shorter_than_speech_end_frames_is_not_a_pause() -> None:
+def test_a_dip_shorter_than_pause_frames_is_not_a_pause() -> None:
+    config = VadConfig(pause_frames=2)
+    dip = script((5, QUIET), (15, SPEECH), (1, QUIET), (15, SPEECH))
+    _, events = run(dip, VadStateMachine(config))
+    assert [type(event) for _, event in events] == [SpeechStarted]
+
+
+def test_by_default_one_silent_frame_reports_the_pause_and_two_voiced_frames_resume() -> None:
     _, events = run(script((5, QUIET), (15, SPEECH), (1, QUIET), (15, SPEECH)))
+    assert [type(event) for _, event in events] == [SpeechStarted, SilenceStarted, SpeechResumed]
+    stopped = events[1][1]
+    assert stopped.detected_sample - stopped.silence_start_sample == 512  # one frame
+
+
+def test_a_candidate_needs_speech_end_frames_of_silence_to_be_a_blip() -> None:
+    # One quiet frame inside the first syllables does not throw the start away.
+    _, events = run(script((5, QUIET), (3, SPEECH), (1, QUIET), (12, SPEECH)))
     assert [type(event) for _, event in events] == [SpeechStarted]
 
 

@@ -179,6 +179,11 @@ class TimedLlm:
             stats = getattr(self.inner, "last_reply", None)
             self.generated_tokens += int(getattr(stats, "generated_tokens", deltas))
 
+    def prefill(self, messages: list[ChatMessage]) -> int:
+        """Reading the prompt ahead, as in ``talk`` (not counted as generation)."""
+        prefill = getattr(self.inner, "prefill", None)
+        return 0 if prefill is None else int(prefill(messages))
+
     def count_tokens(self, text: str) -> int:
         return self.inner.count_tokens(text)
 
@@ -207,6 +212,11 @@ class TimedTts:
             yield chunk
             started = time.perf_counter()
         self.compute_s += time.perf_counter() - started
+
+    def release_memory(self) -> None:
+        release = getattr(self.inner, "release_memory", None)
+        if release is not None:
+            release()
 
     def close(self) -> None:  # the pool owns the model
         pass

@@ -80,6 +80,11 @@ class RunReport:
         return sum(1 for u in self.utterances if u.expects_speech and u.turns == 0)
 
     @property
+    def talked_over(self) -> int:
+        """Utterances whose last reply began before the speech ended (no voice_to_voice)."""
+        return sum(1 for u in self.utterances if u.talked_over)
+
+    @property
     def stt_rtf(self) -> float | None:
         return metrics.ratio(
             sum(u.stt_ms for u in self.utterances) / 1000,
@@ -119,6 +124,7 @@ class RunReport:
             "false_turns": self.false_turns,
             "split_turns": self.split_turns,
             "missed_utterances": self.missed,
+            "talked_over": self.talked_over,
             "peak_rss_mb": round(self.peak_rss_mb, 1),
             "models_rss_mb": round(self.models_rss_mb, 1),
             "cpu_s": round(self.cpu_s, 2),

@@ -119,6 +119,7 @@ class UtteranceResult:
     cpu_s: float = 0.0
     wall_s: float = 0.0
     error: str | None = None
+    talked_over: bool = False  # the last reply began before the user's speech ended
 
     @property
     def expects_speech(self) -> bool:
@@ -137,6 +138,7 @@ class UtteranceResult:
             "hypothesis": self.hypothesis,
             "reply": self.reply,
             "turns": self.turns,
+            "talked_over": self.talked_over,
             "dropped": self.dropped,
             "latency_ms": {k: rounded(self.latency_ms.get(k)) for k in LATENCY_KEYS},
             "stt_ms": round(self.stt_ms, 1),
@@ -340,7 +342,11 @@ def _fill(
     latency["eou_true"] = None
     if speech is not None and started_at is not None:
         voice_stopped_at = started_at + speech.end_s
-        if first_sample_at is not None:
+        if first_sample_at is not None and first_sample_at < voice_stopped_at:
+            # The last reply began while the user was still speaking: nothing answered the
+            # end of the recording, so there is no voice-to-voice to report, only the failure.
+            result.talked_over = True
+        elif first_sample_at is not None:
             latency["voice_to_voice"] = (first_sample_at - voice_stopped_at) * 1000
         if decided_at is not None:
             latency["eou_true"] = (decided_at - voice_stopped_at) * 1000

@@ -6,16 +6,19 @@ records the latencies and the process's resident memory; per reply, the prompt s
 was given, to show the conversation never outgrows the context window.
 
 As-fast-as-possible pacing makes the latencies compute times, so a trend over the turns is
-drift (a growing prompt, a leak), not what a user would feel. Drift is judged on medians of
-windows of turns, not on single turns: one slow turn (a history trim re-evaluates the prompt,
-another process takes the CPU) must not look like a trend.
+drift (a growing prompt, a leak), not what a user would feel. ``realtime=True`` instead plays
+a polite user (:class:`ConversationSource`): each recording at real-time pace, then silence
+until the reply has been heard; the latencies are then the ones a user would feel.
+
+Drift is judged on medians of windows of turns, not on single turns: one slow turn (another
+process takes the CPU) must not look like a trend.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from itertools import pairwise
 from pathlib import Path
@@ -23,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from voiceagent.audio.clock import MonotonicClock
+from voiceagent.audio.clock import Clock, MonotonicClock
 from voiceagent.audio.files import read_audio, write_wav
-from voiceagent.audio.formats import PIPELINE_RATE_HZ
+from voiceagent.audio.formats import FRAME_SAMPLES, PIPELINE_RATE_HZ, AudioFrame
 from voiceagent.audio.sinks import WavFileSink
 from voiceagent.audio.sources import FileSource
 from voiceagent.bench.machine import current_rss_mb
@@ -39,6 +42,58 @@ CLIP_COUNT = 12
 WARM_UP_TURNS = 10
 DRIFT_WINDOW_TURNS = 24  # two rounds of the 12 clips: every window hears the same questions
 TRAILING_SILENCE_MS = 2500
+ANSWER_TIMEOUT_S = 30.0  # a polite user stops waiting for an answer after this long
+
+
+class ConversationSource:
+    """A user who waits for each answer: a recording at real-time pace, then silence until
+    ``answered()`` (the reply has been heard) has held for ``gap_s``, then the next one."""
+
+    def __init__(
+        self,
+        clips: Sequence[np.ndarray],
+        utterances: int,
+        clock: Clock,
+        answered: Callable[[int], bool],
+        gap_s: float = 1.0,
+    ) -> None:
+        self._clips = clips
+        self._utterances = utterances
+        self._clock = clock
+        self._answered = answered
+        self._gap_s = gap_s
+        self.overflow_count = 0
+
+    async def frames(self) -> AsyncIterator[AudioFrame]:
+        start_s = self._clock.now_s()
+        index = 0
+        silence = np.zeros(FRAME_SAMPLES, np.float32)
+
+        async def paced(samples: np.ndarray) -> AudioFrame:
+            nonlocal index
+            await self._clock.sleep_until(start_s + (index + FRAME_SAMPLES) / PIPELINE_RATE_HZ)
+            frame = AudioFrame(samples, index)
+            index += FRAME_SAMPLES
+            return frame
+
+        for _ in range(round(self._gap_s * PIPELINE_RATE_HZ / FRAME_SAMPLES)):
+            yield await paced(silence)
+        for number in range(self._utterances):
+            clip = self._clips[number % len(self._clips)]
+            padded = np.zeros(-(-len(clip) // FRAME_SAMPLES) * FRAME_SAMPLES, np.float32)
+            padded[: len(clip)] = clip
+            for offset in range(0, len(padded), FRAME_SAMPLES):
+                yield await paced(padded[offset : offset + FRAME_SAMPLES])
+            asked_s = self._clock.now_s()
+            quiet_since_s: float | None = None
+            while self._clock.now_s() - asked_s < ANSWER_TIMEOUT_S:
+                yield await paced(silence)
+                if not self._answered(number + 1):
+                    quiet_since_s = None
+                elif quiet_since_s is None:
+                    quiet_since_s = self._clock.now_s()
+                elif self._clock.now_s() - quiet_since_s >= self._gap_s:
+                    break
 
 
 @dataclass(frozen=True)
@@ -168,6 +223,10 @@ class RecordingLlm:
                     )
                 )  # fmt: skip
 
+    def prefill(self, messages: list[ChatMessage]) -> int:
+        prefill = getattr(self._inner, "prefill", None)
+        return 0 if prefill is None else int(prefill(messages))
+
     def count_tokens(self, text: str) -> int:
         return self._inner.count_tokens(text)
 
@@ -199,29 +258,49 @@ def run_soak(
     utterances: int,
     scratch: Path,
     on_turn: Callable[[SoakTurn], None] | None = None,
+    realtime: bool = False,
 ) -> SoakResult:
     """Load the models, answer ``utterances`` recordings in one session, and return the record.
 
-    ``scratch`` receives the input WAV and the reply WAV.
+    ``scratch`` receives the input WAV (as fast as possible) and the reply WAV. With
+    ``realtime`` a :class:`ConversationSource` asks each question once the last answer has
+    been heard, as ``talk`` would be used.
     """
     from voiceagent.pipeline import load_models
+    from voiceagent.session import PARTIAL_EVERY_S
 
-    source_path = scratch / "soak-input.wav"
-    build_input(clips, utterances, source_path)
     result = SoakResult(utterances=utterances, history_budget_tokens=settings.history_tokens)
     models = load_models(settings, reply=True)
     assert models.llm is not None and models.tts is not None
     result.context_tokens = getattr(models.llm, "context_tokens", None)
     models.llm = RecordingLlm(models.llm, result.llm_calls)
     clock = MonotonicClock()
-    sink = WavFileSink.open(scratch / "soak-reply.wav", models.tts.sample_rate_hz, clock=clock)
-    source = FileSource.open(
-        source_path, realtime=False, clock=clock, trailing_silence_ms=TRAILING_SILENCE_MS
+    sink = WavFileSink.open(
+        scratch / "soak-reply.wav", models.tts.sample_rate_hz, clock=clock, pad_to_clock=realtime
     )
+    session: VoiceSession | None = None
+    source: ConversationSource | FileSource
+    if realtime:
+
+        def answered(questions: int) -> bool:
+            if session is None:
+                return False
+            done = len(result.turns) + len(result.dropped)
+            return done >= questions and not session.is_replying
+
+        audio = [read_audio(p).samples for p in clips]
+        source = ConversationSource(audio, utterances, clock, answered)
+    else:
+        source_path = scratch / "soak-input.wav"
+        build_input(clips, utterances, source_path)
+        source = FileSource.open(
+            source_path, realtime=False, clock=clock, trailing_silence_ms=TRAILING_SILENCE_MS
+        )
     options = SessionOptions(
-        realtime=False,
+        realtime=realtime,
         limits=ReplyLimits(settings.max_reply_tokens, settings.max_reply_s),
         input_hears_output=False,
+        partial_every_s=PARTIAL_EVERY_S if realtime else None,  # as in `talk`
     )
     session = VoiceSession(
         models, source, sink, SoakMeter(result, on_turn), clock, options,
