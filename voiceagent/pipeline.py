@@ -97,8 +97,12 @@ _KINDS = {
 }
 
 
-def load_models(settings: Settings, reply: bool) -> Models:
-    """Load the models, each on its own worker thread, in parallel."""
+def load_models(settings: Settings, reply: bool, partials: bool = False) -> Models:
+    """Load the models, each on its own worker thread, in parallel.
+
+    With ``partials`` a second copy of the STT model transcribes the words so far while the
+    user speaks (see :attr:`Models.stt_partial`).
+    """
     paths = resolve_all(settings, reply)
     # Import the libraries here, one after the other: two loader threads importing the same
     # package at once (faster_whisper for Whisper and Smart Turn) trip Python's import lock.
@@ -109,10 +113,15 @@ def load_models(settings: Settings, reply: bool) -> Models:
         ids.update(llm=settings.llm_model, tts=settings.voice)
     if "turn" in paths:
         ids["turn"] = str(turn_model_ref(settings))
-    workers = {name: ModelWorker(name) for name in paths}
+    jobs = dict(paths)
+    kinds = dict(_KINDS)
+    if partials:
+        jobs["stt_partial"] = paths["stt"]
+        kinds["stt_partial"] = _KINDS["stt"]
+    workers = {name: ModelWorker(name) for name in jobs}
     futures = {
-        name: workers[name].submit(functools.partial(load_model, _KINDS[name], path, settings))
-        for name, path in paths.items()
+        name: workers[name].submit(functools.partial(load_model, kinds[name], path, settings))
+        for name, path in jobs.items()
     }
     loaded: dict[str, Any] = {}
     first_error: BaseException | None = None
@@ -133,6 +142,7 @@ def load_models(settings: Settings, reply: bool) -> Models:
         llm=loaded.get("llm"),
         tts=loaded.get("tts"),
         turn=loaded.get("turn"),
+        stt_partial=loaded.get("stt_partial"),
         workers=workers,
         ids=ids,
     )

@@ -130,7 +130,7 @@ def run_talk(settings: Settings, options: TalkOptions) -> SessionResult:
         partial_every_s=None if options.fast else PARTIAL_EVERY_S,
         input_hears_output=not isinstance(source, FileSource),
     )
-    models = load_models(settings, reply=not options.no_reply)
+    models = load_models(settings, reply=not options.no_reply, partials=not options.fast)
     sink = None
     turn_log = None
     session: VoiceSession | None = None

@@ -48,6 +48,7 @@ def run_session(
     input_hears_output: bool = True,
     partial_every_s: float | None = None,
     stt: FakeStt | None = None,
+    stt_partial: FakeStt | None = None,
 ) -> tuple[CollectedEvents, FakeStt, FakeLlm, VoiceSession]:
     audio = scripted_audio(speech_s, total_s)
     wav = tmp_path / "input.wav"
@@ -56,7 +57,7 @@ def run_session(
     source = FileSource.open(wav, realtime=True, clock=clock, trailing_silence_ms=2000)
     stt = stt if stt is not None else FakeStt(texts)
     llm, tts = FakeLlm(reply), FakeTts()
-    models = Models(vad=FakeVad(), stt=stt, llm=llm, tts=tts)
+    models = Models(vad=FakeVad(), stt=stt, llm=llm, tts=tts, stt_partial=stt_partial)
     sink = WavFileSink.open(tmp_path / "reply.wav", 16000, clock=clock, pad_to_clock=True)
     events = CollectedEvents()
     session = VoiceSession(
@@ -250,3 +251,16 @@ def test_without_partials_only_the_history_is_read_ahead_after_the_reply(tmp_pat
     assert [[m.content for m in p] for p in llm.prefills] == [
         ["Be brief.", "What time is it?", "Hello there. How can I help you today?"]
     ]
+
+
+def test_a_second_stt_takes_the_partials_and_the_first_only_the_pauses(tmp_path):
+    sentence = "please tell me what the weather will be like in Paris tomorrow"
+    partial = WordsSoFarStt([sentence])
+    events, stt, llm, _ = run_session(
+        tmp_path, [(0.5, 4.5)], 7.0, [sentence], partial_every_s=1.0,
+        stt=WordsSoFarStt([sentence]), stt_partial=partial,
+    )  # fmt: skip
+    assert len(partial.calls) >= 3
+    assert len(stt.calls) == 1  # only the pause's transcript
+    assert len(events.of(PartialTranscript)) == len(partial.calls)
+    assert [t.user_text for t in events.of(Turn)] == [sentence]

@@ -173,7 +173,7 @@ def test_talk_on_a_terminal_uses_the_live_display(monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setattr(pipeline, "resolve_all", lambda settings, reply: {})
     monkeypatch.setattr(
-        pipeline, "load_models", lambda settings, reply: Models(FakeVad(), FakeStt(["hi"]))
+        pipeline, "load_models", lambda settings, reply, **_: Models(FakeVad(), FakeStt(["hi"]))
     )
     monkeypatch.setattr(talk, "REOPEN_POLICY", ReopenPolicy(0.001, 0.002, 0.01))
     monkeypatch.setattr(talk, "_is_terminal", lambda: True)

@@ -29,7 +29,7 @@ TINY = ReopenPolicy(first_delay_s=0.001, max_delay_s=0.002, give_up_after_s=0.01
 def fake_models(monkeypatch: pytest.MonkeyPatch) -> None:
     import voiceagent.pipeline as pipeline
 
-    def load_models(settings: Any, reply: bool) -> Models:
+    def load_models(settings: Any, reply: bool, partials: bool = False) -> Models:
         if not reply:
             return Models(vad=FakeVad(), stt=FakeStt(["hello"]))
         return Models(vad=FakeVad(), stt=FakeStt(["hello"]), llm=FakeLlm(), tts=FakeTts())

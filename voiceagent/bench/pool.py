@@ -50,6 +50,7 @@ class ModelPool:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._loaded: dict[tuple[ModelKind, str], _Loaded] = {}
+        self._partial_stt: dict[str, _Loaded] = {}  # a second STT per id, for partials
 
     def resolve(self, choices: list[ModelChoice], reply: bool) -> dict[tuple[ModelKind, str], Path]:
         """Check every model exists and is intact before anything loads (fail fast)."""
@@ -90,6 +91,20 @@ class ModelPool:
                 raise
             grown_mb = current_rss_mb() - before_mb
             self._loaded[key] = _Loaded(model, worker, path, max(0.0, grown_mb))
+        if reply:  # real time: the words so far are transcribed by a second copy, as in `talk`
+            for choice in choices:
+                if choice.stt in self._partial_stt:
+                    continue
+                path = self._loaded[(ModelKind.STT, choice.stt)].path
+                worker = ModelWorker("stt_partial")
+                try:
+                    model = worker.submit(
+                        functools.partial(self._load_one, ModelKind.STT, path)
+                    ).result()
+                except BaseException:
+                    worker.close()
+                    raise
+                self._partial_stt[choice.stt] = _Loaded(model, worker, path, 0.0)
 
     def _load_one(self, kind: ModelKind, path: Path) -> Any:
         from voiceagent.pipeline import load_model
@@ -129,9 +144,13 @@ class ModelPool:
             llm, tts = TimedLlm(loaded_llm.model), TimedTts(loaded_tts.model)
             workers.update(llm=loaded_llm.worker, tts=loaded_tts.worker)
             ids.update(llm=choice.llm, tts=choice.voice)
+        partial = self._partial_stt.get(choice.stt) if reply else None
+        if partial is not None:
+            workers["stt_partial"] = partial.worker
         models = Models(
             vad=vad.model,
             stt=stt.model,
+            stt_partial=partial.model if partial is not None else None,
             llm=llm,
             tts=tts,
             turn=turn.model if turn is not None else None,
@@ -141,10 +160,11 @@ class ModelPool:
         return SessionModels(models, llm, tts)
 
     def close(self) -> None:
-        for loaded in self._loaded.values():
+        for loaded in [*self._loaded.values(), *self._partial_stt.values()]:
             loaded.worker.close()
             loaded.model.close()
         self._loaded.clear()
+        self._partial_stt.clear()
 
 
 @dataclass

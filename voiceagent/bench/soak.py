@@ -270,7 +270,7 @@ def run_soak(
     from voiceagent.session import PARTIAL_EVERY_S
 
     result = SoakResult(utterances=utterances, history_budget_tokens=settings.history_tokens)
-    models = load_models(settings, reply=True)
+    models = load_models(settings, reply=True, partials=realtime)
     assert models.llm is not None and models.tts is not None
     result.context_tokens = getattr(models.llm, "context_tokens", None)
     models.llm = RecordingLlm(models.llm, result.llm_calls)
