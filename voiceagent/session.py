@@ -413,7 +413,10 @@ class VoiceSession:
             text = transcript.text.strip()
             if self._utterance is utterance and text:
                 self._emit(PartialTranscript(self._now(), text=text))
-                self._maybe_prefill(text)
+                if utterance.voice_stopped_sample is None:
+                    # Once the user pauses, the pause's own transcript is on its way and the
+                    # LLM must stay free for the reply to it.
+                    self._maybe_prefill(text)
 
         utterance.partial = asyncio.ensure_future(transcribe_partial())
 
