@@ -742,12 +742,29 @@ class VoiceSession:
         assert self.sink is not None
         responder = self._responder
         heard_samples = self._heard_samples()
+        current = responder.current
+        first_sample_s = current.first_audio_s if current is not None else None
+        if first_sample_s is None:
+            first_sample_s = self.sink.first_sample_time_s
         self.sink.clear()
         cleared_s = self._now()
         responder.speaking_until_s = self.clock.now_s()
+        pending, still_writing = self._pending, self._respond_task is not None
         self._drop_reply()
-        current = responder.current
         heard = heard_text(current.chunks, heard_samples) if current is not None else ""
+        if still_writing and pending is not None and pending.confirmed.is_set() and current:
+            # Cut off while the LLM was still writing: the turn was heard in part and is
+            # reported with what was played (its `turn` event would otherwise never come).
+            latency = dict(pending.latency)
+            latency["llm_first_token"] = current.llm_first_token_ms
+            latency["tts_first_audio"] = current.tts_first_audio_ms
+            if first_sample_s is not None:
+                stopped_s = self._started_s + pending.voice_stopped_s
+                latency["voice_to_voice"] = (first_sample_s - stopped_s) * 1000
+            self._record_turn(
+                pending.user_text, heard, latency, pending.speculative,
+                reply_started_early=pending.llm_started_early,
+            )  # fmt: skip
         if self.history is not None:
             self.history.replace_last_assistant(heard)
         self._last_reply_text = heard

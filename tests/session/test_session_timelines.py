@@ -7,6 +7,7 @@ real-time pace on a fake clock, so a 10 s timeline runs in a fraction of a secon
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +50,7 @@ def run_session(
     partial_every_s: float | None = None,
     stt: FakeStt | None = None,
     stt_partial: FakeStt | None = None,
+    llm: FakeLlm | None = None,
 ) -> tuple[CollectedEvents, FakeStt, FakeLlm, VoiceSession]:
     audio = scripted_audio(speech_s, total_s)
     wav = tmp_path / "input.wav"
@@ -56,7 +58,8 @@ def run_session(
     clock = FakeClock()
     source = FileSource.open(wav, realtime=True, clock=clock, trailing_silence_ms=2000)
     stt = stt if stt is not None else FakeStt(texts)
-    llm, tts = FakeLlm(reply), FakeTts()
+    llm = llm if llm is not None else FakeLlm(reply)
+    tts = FakeTts()
     models = Models(vad=FakeVad(), stt=stt, llm=llm, tts=tts, stt_partial=stt_partial)
     sink = WavFileSink.open(tmp_path / "reply.wav", 16000, clock=clock, pad_to_clock=True)
     events = CollectedEvents()
@@ -264,3 +267,22 @@ def test_a_second_stt_takes_the_partials_and_the_first_only_the_pauses(tmp_path)
     assert len(stt.calls) == 1  # only the pause's transcript
     assert len(events.of(PartialTranscript)) == len(partial.calls)
     assert [t.user_text for t in events.of(Turn)] == [sentence]
+
+
+def test_a_reply_cut_off_while_the_llm_still_writes_is_reported_as_heard(tmp_path):
+    # The LLM is still writing (a real 50 ms per word after the first two chunks) when the
+    # user talks over the reply.
+    slow = FakeLlm(LONG_REPLY, before_each_token=lambda i: time.sleep(0.05 if i > 12 else 0))
+    events, _, _, session = run_session(
+        tmp_path, [(0.5, 2.0), (3.5, 4.5)], 12.0, ["Tell me a story.", "Stop please."],
+        duplex=Duplex.FULL, llm=slow,
+    )  # fmt: skip
+    interrupted = events.of(Interrupted)
+    assert len(interrupted) == 1
+    turns = events.of(Turn)
+    assert [t.user_text for t in turns] == ["Tell me a story.", "Stop please."]
+    first = turns[0]
+    assert first.reply_text == interrupted[0].played_text  # what was heard, not the whole reply
+    assert first.reply_text and len(first.reply_text.split()) < len(LONG_REPLY.split())
+    assert first.latency_ms["voice_to_voice"] is not None
+    assert first.latency_ms["llm_first_token"] is not None

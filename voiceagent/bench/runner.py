@@ -330,7 +330,9 @@ def _fill(
     errors = [e.message for e in recorder.events if isinstance(e, ErrorEvent)]
     result.error = "; ".join(errors) or None
     result.turns = len(recorder.turns)
-    result.hypothesis = " ".join(t.user_text for t, _, _ in recorder.turns if t.user_text)
+    # What was recognised, turn or not: a reply cut off by the user's next words leaves its
+    # transcript without a finished turn.
+    result.hypothesis = " ".join(t.text for t in transcripts if t.text)
     result.reply = " ".join(t.reply_text for t, _, _ in recorder.turns if t.reply_text)
     if not recorder.turns or not realtime:
         return  # as fast as possible: latencies mean nothing
