@@ -811,6 +811,8 @@ class VoiceSession:
             end = last.sample_index + last.valid_samples if last else 0
             utterance, self._utterance = self._utterance, None
             stats = self._vad_state.stats()
+            # Nothing more will be heard: the reply's audio gate must not wait for silence.
+            self._vad_state.reset()
             await self._end_of_utterance(utterance, end, stats.voiced_share if stats else 0.0)
 
     # --- bookkeeping ------------------------------------------------------------------------

@@ -209,3 +209,22 @@ def test_a_reply_that_began_before_the_speech_ended_has_no_voice_to_voice():
     assert run.talked_over == 1
     assert run.to_json()["talked_over"] == 1
     assert run.spread("voice_to_voice").count == 0
+
+
+def test_an_utterance_that_interrupts_a_reply_stays_open_until_its_own_outcome():
+    from voiceagent.audio.clock import FakeClock
+    from voiceagent.bench.runner import _TurnRecorder
+    from voiceagent.events import Interrupted, SpeechStart, Turn
+
+    recorder = _TurnRecorder(FakeClock(), None)
+    recorder.emit(SpeechStart(0.5, audio_s=0.5))
+    recorder.emit(Turn(2.0, index=1, user_text="Tell me a story.", reply_text="Once"))
+    assert recorder.settled
+    # The user talks over the reply: their speech opens an utterance, then the cut-off
+    # turn is reported, then the interruption.
+    recorder.emit(SpeechStart(3.0, audio_s=3.0))
+    recorder.emit(Turn(3.0, index=2, user_text="Tell me a story.", reply_text="Once"))
+    recorder.emit(Interrupted(3.0, played_text="Once", silent_after_ms=1.0))
+    assert not recorder.settled
+    recorder.emit(Turn(5.0, index=3, user_text="Stop.", reply_text="OK."))
+    assert recorder.settled

@@ -286,3 +286,34 @@ def test_a_reply_cut_off_while_the_llm_still_writes_is_reported_as_heard(tmp_pat
     assert first.reply_text and len(first.reply_text.split()) < len(LONG_REPLY.split())
     assert first.latency_ms["voice_to_voice"] is not None
     assert first.latency_ms["llm_first_token"] is not None
+
+
+def test_input_ending_during_a_pause_still_answers_and_never_hangs(tmp_path):
+    # The file ends 300 ms after the voice stops: the end of turn has not been decided, a
+    # speculative reply is waiting for it. The session must answer and finish.
+    audio = scripted_audio([(0.5, 2.0)], 2.3)
+    wav = tmp_path / "input.wav"
+    write_wav(wav, audio, 16000)
+    clock = FakeClock()
+    source = FileSource.open(wav, realtime=True, clock=clock, trailing_silence_ms=0)
+    llm = FakeLlm()
+    models = Models(vad=FakeVad(), stt=FakeStt(["What time is it?"]), llm=llm, tts=FakeTts())
+    sink = WavFileSink.open(tmp_path / "reply.wav", 16000, clock=clock, pad_to_clock=True)
+    events = CollectedEvents()
+    session = VoiceSession(
+        models, source, sink, events, clock, SessionOptions(input_hears_output=False),
+        system_prompt="Be brief.", history_tokens=500,
+    )  # fmt: skip
+
+    async def run() -> None:
+        await asyncio.wait_for(session.run(), 10)
+
+    try:
+        asyncio.run(run())
+    finally:
+        sink.close()
+        models.close()
+    turns = events.of(Turn)
+    assert [t.user_text for t in turns] == ["What time is it?"]
+    assert turns[0].reply_text == "Hello there. How can I help you today?"
+    assert turns[0].latency_ms["voice_to_voice"] is not None

@@ -32,6 +32,9 @@ from voiceagent.config import Settings
 from voiceagent.errors import UsageError
 from voiceagent.models.catalog import ModelKind
 
+UTTERANCE_TIMEOUT_S = 120.0
+"""A recording's session is given twice its length plus this before it counts as hung."""
+
 if TYPE_CHECKING:
     from voiceagent.bench.baseline import BaselinePipeline
 
@@ -178,17 +181,26 @@ def _run_streaming(
     reply: bool,
 ) -> UtteranceResult:
     session_models = pool.models_for(choice, reply)
-    return asyncio.run(
-        run_utterance(
-            session_models,
-            utterance,
-            len(samples) / PIPELINE_RATE_HZ,
-            speech,
-            settings,
-            realtime=realtime,
-            reply=reply,
-        )
-    )
+    audio_s = len(samples) / PIPELINE_RATE_HZ
+    limit_s = 2 * audio_s + UTTERANCE_TIMEOUT_S
+    try:
+        return asyncio.run(
+            asyncio.wait_for(
+                run_utterance(
+                    session_models, utterance, audio_s, speech, settings,
+                    realtime=realtime, reply=reply,
+                ),
+                limit_s,
+            )
+        )  # fmt: skip
+    except TimeoutError:
+        # A session that never finishes is a defect to report, not a benchmark that hangs.
+        failed = UtteranceResult(
+            utterance.corpus, utterance.name, audio_s, utterance.reference,
+            None if speech is None else speech.end_s,
+        )  # fmt: skip
+        failed.error = f"the session did not finish within {limit_s:.0f} s"
+        return failed
 
 
 def _load_baseline(

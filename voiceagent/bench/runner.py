@@ -37,6 +37,7 @@ from voiceagent.events import (
     Dropped,
     ErrorEvent,
     Event,
+    Interrupted,
     SpeechEnd,
     SpeechStart,
     TranscriptEvent,
@@ -223,7 +224,9 @@ class _TurnRecorder:
     def emit(self, event: Event) -> None:
         now = self._clock.now_s()
         self.events.append(event)
-        if isinstance(event, SpeechStart):
+        if isinstance(event, (SpeechStart, Interrupted)):
+            # An interruption comes with the turn it cut off, after the speech that cut it
+            # off had opened a new utterance: that one is still open.
             self._open_utterance = True
         elif isinstance(event, (Turn, Dropped)):
             self._open_utterance = False
