@@ -62,7 +62,6 @@ class Responder:
         self.limits = limits
         self.speaking_until_s = float("-inf")
         self.current: ReplyOutcome | None = None  # the reply being spoken, for barge-in
-        self.pause_llm_for_first_chunk = True
 
     async def reply(
         self,
@@ -112,9 +111,8 @@ class Responder:
                 for chunk in chunker.feed(delta):
                     if not is_current():
                         break
-                    first = not outcome.chunks and outcome.tts_first_audio_ms is None
-                    if first and self.pause_llm_for_first_chunk:
-                        may_generate.clear()
+                    if not outcome.chunks and outcome.tts_first_audio_ms is None:
+                        may_generate.clear()  # the first chunk: see may_generate
                     try:
                         await self._speak(
                             chunk, outcome, is_current, on_first_audio, gate, may_generate.set
