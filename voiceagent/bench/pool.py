@@ -75,36 +75,31 @@ class ModelPool:
         on_loading: Callable[[ModelKind, str], None] | None = None,
     ) -> None:
         """Load every model the configurations need, one at a time (so memory is attributable)."""
-        from voiceagent.bench.machine import current_rss_mb
-
         for key, path in self.resolve(choices, reply).items():
             if key in self._loaded:
                 continue
             if on_loading is not None:
                 on_loading(*key)
-            worker = ModelWorker(f"{key[0]}")
-            before_mb = current_rss_mb()
-            try:
-                model = worker.submit(functools.partial(self._load_one, key[0], path)).result()
-            except BaseException:
-                worker.close()
-                raise
-            grown_mb = current_rss_mb() - before_mb
-            self._loaded[key] = _Loaded(model, worker, path, max(0.0, grown_mb))
+            self._loaded[key] = self._load_on_own_worker(key[0], path, f"{key[0]}")
         if reply:  # real time: the words so far are transcribed by a second copy, as in `talk`
             for choice in choices:
-                if choice.stt in self._partial_stt:
-                    continue
-                path = self._loaded[(ModelKind.STT, choice.stt)].path
-                worker = ModelWorker("stt_partial")
-                try:
-                    model = worker.submit(
-                        functools.partial(self._load_one, ModelKind.STT, path)
-                    ).result()
-                except BaseException:
-                    worker.close()
-                    raise
-                self._partial_stt[choice.stt] = _Loaded(model, worker, path, 0.0)
+                if choice.stt not in self._partial_stt:
+                    path = self._loaded[(ModelKind.STT, choice.stt)].path
+                    loaded = self._load_on_own_worker(ModelKind.STT, path, "stt_partial")
+                    self._partial_stt[choice.stt] = loaded
+
+    def _load_on_own_worker(self, kind: ModelKind, path: Path, worker_name: str) -> _Loaded:
+        """Load one model on a new worker thread, noting how much memory it took."""
+        from voiceagent.bench.machine import current_rss_mb
+
+        worker = ModelWorker(worker_name)
+        before_mb = current_rss_mb()
+        try:
+            model = worker.submit(functools.partial(self._load_one, kind, path)).result()
+        except BaseException:
+            worker.close()
+            raise
+        return _Loaded(model, worker, path, max(0.0, current_rss_mb() - before_mb))
 
     def _load_one(self, kind: ModelKind, path: Path) -> Any:
         from voiceagent.pipeline import load_model
