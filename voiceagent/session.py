@@ -715,10 +715,6 @@ class VoiceSession:
     @property
     def is_replying(self) -> bool:
         """A reply is being generated, or its audio is still playing."""
-        return self._is_replying()
-
-    def _is_replying(self) -> bool:
-        """A reply is being generated, or its audio is still playing."""
         if self._respond_task is not None:
             return True
         return self._responder is not None and self.clock.now_s() < self._responder.speaking_until_s
@@ -737,7 +733,7 @@ class VoiceSession:
         """
         if not self._hears_user_over_us or self._responder is None:
             return
-        if not self._is_replying():
+        if not self.is_replying:
             return
         assert self.sink is not None
         responder = self._responder
