@@ -37,6 +37,14 @@ pytestmark = pytest.mark.unit
 LONG_REPLY = " ".join(["This is a long answer that keeps going."] * 6)
 
 
+class WeakVoiceVad(FakeVad):
+    """Like FakeVad, and 0.6 for a frame of faint voice (RMS 0.05-0.2): voiced, but weak."""
+
+    def probability(self, frame: np.ndarray) -> float:
+        rms = float(np.sqrt(np.mean(np.square(frame))))
+        return 1.0 if rms > 0.2 else 0.6 if rms > 0.05 else 0.0
+
+
 def run_session(
     tmp_path: Path,
     speech_s: list[tuple[float, float]],
@@ -51,8 +59,12 @@ def run_session(
     stt: FakeStt | None = None,
     stt_partial: FakeStt | None = None,
     llm: FakeLlm | None = None,
+    weak_frames_at_s: tuple[float, ...] = (),
 ) -> tuple[CollectedEvents, FakeStt, FakeLlm, VoiceSession]:
     audio = scripted_audio(speech_s, total_s)
+    for at_s in weak_frames_at_s:  # one 32 ms frame of fainter voice, scored 0.6 (WeakVoiceVad)
+        first = int(at_s * 16000)
+        audio[first : first + 512] *= 0.3
     wav = tmp_path / "input.wav"
     write_wav(wav, audio, 16000)
     clock = FakeClock()
@@ -60,7 +72,8 @@ def run_session(
     stt = stt if stt is not None else FakeStt(texts)
     llm = llm if llm is not None else FakeLlm(reply)
     tts = FakeTts()
-    models = Models(vad=FakeVad(), stt=stt, llm=llm, tts=tts, stt_partial=stt_partial)
+    vad = WeakVoiceVad() if weak_frames_at_s else FakeVad()
+    models = Models(vad=vad, stt=stt, llm=llm, tts=tts, stt_partial=stt_partial)
     sink = WavFileSink.open(tmp_path / "reply.wav", 16000, clock=clock, pad_to_clock=True)
     events = CollectedEvents()
     session = VoiceSession(
@@ -267,6 +280,38 @@ def test_a_second_stt_takes_the_partials_and_the_first_only_the_pauses(tmp_path)
     assert len(stt.calls) == 1  # only the pause's transcript
     assert len(events.of(PartialTranscript)) == len(partial.calls)
     assert [t.user_text for t in events.of(Turn)] == [sentence]
+
+
+def test_a_weak_last_frame_starts_the_pauses_transcript_on_the_second_stt(tmp_path):
+    # Speech 0.512-2.048 s (frame-aligned). Its last frame (2.016 s) is faint: the second STT
+    # copy transcribes the words up to its end at once, and the voice stops right after, so
+    # that transcript is the pause's. A faint frame mid-speech (1.024 s) is followed by more
+    # voice: its early transcript is only thrown away.
+    partial, stt = FakeStt(["What time is it?"]), FakeStt(["What time is it?"])
+    events, _, llm, _ = run_session(
+        tmp_path, [(0.512, 2.048)], 5.0, [], stt=stt, stt_partial=partial,
+        weak_frames_at_s=(1.024, 2.016),
+    )  # fmt: skip
+    assert stt.calls == []  # the first copy had nothing to do
+    assert len(partial.calls) == 2
+    assert partial.calls[1] - partial.calls[0] == pytest.approx(2.048 - 1.056)
+    ends = events.of(SpeechEnd)
+    assert len(ends) == 1 and ends[0].audio_s == pytest.approx(2.048)
+    turns = events.of(Turn)
+    assert [t.user_text for t in turns] == ["What time is it?"]
+    assert turns[0].latency_ms["transcript_ready"] >= 0
+    assert turns[0].speculative and turns[0].reply_started_early
+
+
+def test_without_a_weak_last_frame_the_first_stt_transcribes_the_pause(tmp_path):
+    partial, stt = FakeStt(["What time is it?"]), FakeStt(["What time is it?"])
+    events, _, _, _ = run_session(
+        tmp_path, [(0.512, 2.048)], 5.0, [], stt=stt, stt_partial=partial,
+        weak_frames_at_s=(1.024,),
+    )  # fmt: skip
+    assert len(partial.calls) == 1  # the faint frame mid-speech
+    assert len(stt.calls) == 1
+    assert [t.user_text for t in events.of(Turn)] == ["What time is it?"]
 
 
 def test_a_reply_cut_off_while_the_llm_still_writes_is_reported_as_heard(tmp_path):
