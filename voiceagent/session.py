@@ -102,7 +102,9 @@ WEAK_VOICE_PROBABILITY = 0.7
 """A voiced frame below this speech probability often is the last before a pause: 63 of the 99
 pauses of ../shared/audio/speech and hesitations.wav, where 20 such frames in all were not
 followed by one. On such a frame the words so far are transcribed at once on the second STT
-copy; if the voice stops on the next frame, that transcript is the pause's, 32 ms sooner."""
+copy; if the voice stops on the next frame or the one after (a second weak frame, the fading
+end of the word), that transcript is the pause's, 32-64 ms sooner. Otherwise the pause's own
+transcript would run beside it on the other core, both slower."""
 
 
 @dataclass(frozen=True)
@@ -385,7 +387,8 @@ class VoiceSession:
             utterance = self._utterance
             utterance.voice_stopped_sample = event.silence_start_sample
             utterance.voice_stopped_s = self._audio_time_to_session(event.silence_start_sample)
-            if utterance.early is not None and utterance.early_upto == event.silence_start_sample:
+            missing = event.silence_start_sample - utterance.early_upto
+            if utterance.early is not None and 0 <= missing <= self.options.vad.frame_samples:
                 self._start_speculation(utterance, event.silence_start_sample, utterance.early)
             else:
                 self._start_speculation(utterance, event.detected_sample)

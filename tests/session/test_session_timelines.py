@@ -303,13 +303,35 @@ def test_a_weak_last_frame_starts_the_pauses_transcript_on_the_second_stt(tmp_pa
     assert turns[0].speculative and turns[0].reply_started_early
 
 
-def test_without_a_weak_last_frame_the_first_stt_transcribes_the_pause(tmp_path):
-    partial, stt = FakeStt(["What time is it?"]), FakeStt(["What time is it?"])
+class SlowStt(FakeStt):
+    """Takes 50 ms of real time: the fake clock runs on by several frames meanwhile."""
+
+    def transcribe(self, audio_16k: np.ndarray) -> Transcript:
+        time.sleep(0.05)
+        return super().transcribe(audio_16k)
+
+
+def test_a_transcript_missing_one_weak_frame_before_the_pause_is_still_taken(tmp_path):
+    # The early transcript of the first of two weak frames is still running on the next one.
+    partial, stt = SlowStt(["What time is it?"]), FakeStt(["What time is it?"])
     events, _, _, _ = run_session(
         tmp_path, [(0.512, 2.048)], 5.0, [], stt=stt, stt_partial=partial,
-        weak_frames_at_s=(1.024,),
+        weak_frames_at_s=(1.984, 2.016),
     )  # fmt: skip
-    assert len(partial.calls) == 1  # the faint frame mid-speech
+    assert stt.calls == []
+    assert partial.calls == [pytest.approx(2.016 - 0.212)]  # speech and pre-roll to 2.016 s
+    assert [t.user_text for t in events.of(Turn)] == ["What time is it?"]
+
+
+@pytest.mark.parametrize("weak_frames_at_s", [(1.024,), (1.952, 1.984, 2.016)])
+def test_otherwise_the_first_stt_transcribes_the_pause(tmp_path, weak_frames_at_s):
+    # No weak frame before the pause, or the early transcript misses two frames of voice.
+    partial, stt = SlowStt(["What time is it?"]), FakeStt(["What time is it?"])
+    events, _, _, _ = run_session(
+        tmp_path, [(0.512, 2.048)], 5.0, [], stt=stt, stt_partial=partial,
+        weak_frames_at_s=weak_frames_at_s,
+    )  # fmt: skip
+    assert len(partial.calls) == 1
     assert len(stt.calls) == 1
     assert [t.user_text for t in events.of(Turn)] == ["What time is it?"]
 
