@@ -11,6 +11,7 @@ from voiceagent.backends.faster_whisper import (
     DEFAULT_WHISPER_OPTIONS,
     DecodeScores,
     FallbackReason,
+    capitalize_first_word,
     compression_ratio,
     fallback_reason,
 )
@@ -76,3 +77,20 @@ def test_importing_the_backend_loads_no_heavy_library() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("printing, in the only sense", "Printing, in the only sense"),
+        ("Printing, in the only sense", "Printing, in the only sense"),
+        (" printing", " Printing"),
+        ("iPhone battery", "iPhone battery"),
+        ("42 apples", "42 apples"),
+        ("", ""),
+        ("   ", "   "),
+    ],
+)
+def test_a_transcript_always_starts_with_a_capital(text: str, expected: str) -> None:
+    # So the words read ahead by the LLM stay a prefix of the final transcript's prompt.
+    assert capitalize_first_word(text) == expected

@@ -117,6 +117,17 @@ def compression_ratio(text: str) -> float:
     return len(data) / len(zlib.compress(data)) if data else 1.0
 
 
+def capitalize_first_word(text: str) -> str:
+    """Whisper starts a transcript of the same words now with "printing", now with "Printing".
+    Always capitalised, the words so far read ahead by the LLM stay a prefix of the final
+    prompt, and its cache holds (words like "iPhone" are left alone)."""
+    first = text.split(maxsplit=1)[0] if text.strip() else ""
+    if not first or not first[0].islower() or any(c.isupper() for c in first):
+        return text
+    start = text.index(first)
+    return text[:start] + first[0].upper() + text[start + 1 :]
+
+
 def fallback_reason(
     scores: DecodeScores, options: WhisperOptions = DEFAULT_WHISPER_OPTIONS
 ) -> FallbackReason | None:
@@ -239,7 +250,7 @@ class WhisperStt:
             reason = fallback_reason(fast, self.options)
         scores = fast if reason is None and fast is not None else self._decode_full(audio)
         transcript = Transcript(
-            text=scores.text,
+            text=capitalize_first_word(scores.text),
             audio_s=audio_s,
             stt_ms=(time.perf_counter() - started) * 1000.0,
             no_speech_prob=scores.no_speech_prob,
