@@ -206,11 +206,15 @@ def test_full_duplex_barge_in_interrupts_and_trims_history(tmp_path):
     heard = interrupted[0].played_text
     assert heard and len(heard.split()) < len(LONG_REPLY.split())
     assert LONG_REPLY.startswith(heard)
-    # The second question is answered with the trimmed reply in the history.
+    # The second question is answered with the whole chunks that were heard in the history,
+    # not the word or two of the chunk that was cut.
     turns = events.of(Turn)
     assert [t.user_text for t in turns] == ["Tell me a story.", "Stop please."]
     second_prompt = llm.prompts[1]
-    assert second_prompt[-2].content == heard
+    kept = second_prompt[-2].content
+    assert second_prompt[-2].role is Role.ASSISTANT
+    assert heard.startswith(kept) and len(kept.split()) < len(heard.split())
+    assert kept == "This is a long answer that keeps going."  # chunks of 3 and 5 words
     assert second_prompt[-1].content == "Stop please."
 
 
