@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -203,13 +202,3 @@ def heard_text(chunks: list[SpokenChunk], heard_samples: int) -> str:
         else:
             break
     return " ".join(words)
-
-
-_SENTENCE_END = re.compile(r"[.!?][\"')\]]*(?=\s|$)")
-
-
-def whole_sentences(text: str) -> str:
-    """``text`` up to its last sentence end ("" if it has none): what of a cut-off reply the
-    LLM keeps in its history."""
-    ends = list(_SENTENCE_END.finditer(text))
-    return text[: ends[-1].end()] if ends else ""

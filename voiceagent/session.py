@@ -51,7 +51,7 @@ from voiceagent.interfaces import (
     TextToSpeech,
     Transcript,
 )
-from voiceagent.responder import Responder, heard_text, whole_sentences
+from voiceagent.responder import Responder, heard_text
 from voiceagent.transcript_filter import check_transcript
 from voiceagent.turns.endpointing import (
     EndpointAction,
@@ -59,6 +59,7 @@ from voiceagent.turns.endpointing import (
     EndpointingPolicy,
     TurnDetectorHint,
 )
+from voiceagent.turns.sentences import whole_sentences
 from voiceagent.turns.vad_state import (
     SilenceStarted,
     SpeechResumed,
@@ -403,7 +404,7 @@ class VoiceSession:
         self, utterance: _Utterance, probability: float, frame_end: int
     ) -> None:
         """On a weak voiced frame, transcribe the words so far on the second STT copy: if the
-        voice stops on the next frame, the pause's transcript is already on its way (see
+        voice stops within two frames, the pause's transcript is already on its way (see
         :data:`WEAK_VOICE_PROBABILITY`). Only while that copy is idle, so neither a partial
         nor the pause's own transcript ever queues behind it."""
         stt = self.models.stt_partial
@@ -488,8 +489,9 @@ class VoiceSession:
         upto_sample: int,
         early: asyncio.Task[Transcript] | None = None,
     ) -> None:
-        """Transcribe the words up to ``upto_sample`` (or adopt ``early``, the transcript of
-        exactly those words) and, with a turn model, judge whether the user is done."""
+        """Transcribe the words up to ``upto_sample`` (or adopt ``early``, a transcript of them
+        that may lack the last weak frame) and, with a turn model, judge whether the user is
+        done."""
         self._drop_speculation(utterance)
         audio = self._audio_between(utterance.start_sample, upto_sample)
         speculation = early if early is not None else self._transcribe(utterance, audio)

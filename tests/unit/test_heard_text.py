@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from voiceagent.responder import SpokenChunk, heard_text, whole_sentences
+from voiceagent.responder import SpokenChunk, heard_text
+from voiceagent.turns.sentences import whole_sentences
 
 pytestmark = pytest.mark.unit
 
@@ -35,6 +36,7 @@ def test_heard_words_and_the_whole_sentences_kept_for_the_llm(
     assert whole_sentences(heard_text(CHUNKS, heard_samples)) == kept
 
 
-def test_a_decimal_point_or_abbreviation_inside_a_word_is_no_sentence_end() -> None:
+def test_a_decimal_point_or_an_abbreviation_is_no_sentence_end() -> None:
     assert whole_sentences("It costs 3.50 and") == ""
     assert whole_sentences("Wait! What") == "Wait!"
+    assert whole_sentences("Ask Dr. Smith. Then") == "Ask Dr. Smith."
