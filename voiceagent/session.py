@@ -818,15 +818,15 @@ class VoiceSession:
                 pending.user_text, heard, latency, pending.speculative,
                 reply_started_early=pending.llm_started_early,
             )  # fmt: skip
-        if self.history is not None and current is not None:
+        if self.history is not None:
             # The LLM keeps the whole chunks that were heard, not a cut-off word or two: after
             # one reply cut to "In", SmolLM2-135M answered the next seven questions with "In".
             # Cut inside its first chunk, the reply is forgotten and the next words join the
             # question it answered.
-            kept = heard_text(current.chunks, heard_samples, whole_chunks_only=True)
+            kept = ""
+            if current is not None:
+                kept = heard_text(current.chunks, heard_samples, whole_chunks_only=True)
             self.history.replace_last_assistant(kept)
-        elif self.history is not None:
-            self.history.replace_last_assistant(heard)
         self._last_reply_text = heard
         self.result.interruptions += 1
         confirmed_s = self._audio_time_to_session(event.detected_sample)
