@@ -140,10 +140,15 @@ class ConversationHistory:
 
     def _shorten_last_turn(self) -> None:
         """One turn alone is over budget: keep the end of what the user said (the newest words)
-        and the start of the reply (what was heard first)."""
+        and the start of the reply (what was heard first), in ``trim_to_fraction`` of the room.
+
+        The same fraction as a trim of whole turns, not just under the budget: a user
+        who keeps cutting the replies off in their first sentence builds one ever longer
+        message, and shortening it to the budget each time changed its start (and so the whole
+        prompt llama.cpp had cached) on every turn."""
         turn = self._turns[-1]
         fixed = self._system_tokens + 2 * self.message_overhead_tokens
-        room = self.budget_tokens - fixed
+        room = max(1, int((self.budget_tokens - fixed) * self.trim_to_fraction))
         if turn.assistant is not None:
             room -= self.message_overhead_tokens
             user_room = max(room // 2, room - self._count(turn.assistant))

@@ -187,17 +187,13 @@ def _written_position(sink: AudioSink) -> int:
     return sink.played_samples + int(getattr(sink, "queued_samples", 0))
 
 
-def heard_text(
-    chunks: list[SpokenChunk], heard_samples: int, whole_chunks_only: bool = False
-) -> str:
-    """The part of a reply the user heard before it was cut: whole chunks, then (unless
-    ``whole_chunks_only``) the share of the cut chunk's words that fits the time it played."""
+def heard_text(chunks: list[SpokenChunk], heard_samples: int) -> str:
+    """The part of a reply the user heard before it was cut: whole chunks, then the share of
+    the cut chunk's words that fits the time it played."""
     words: list[str] = []
     for chunk in chunks:
         if heard_samples >= chunk.start_sample + chunk.sample_count:
             words.extend(chunk.text.split())
-        elif whole_chunks_only:
-            break
         elif heard_samples > chunk.start_sample and chunk.sample_count:
             share = (heard_samples - chunk.start_sample) / chunk.sample_count
             chunk_words = chunk.text.split()

@@ -59,6 +59,7 @@ from voiceagent.turns.endpointing import (
     EndpointingPolicy,
     TurnDetectorHint,
 )
+from voiceagent.turns.sentences import whole_sentences
 from voiceagent.turns.vad_state import (
     SilenceStarted,
     SpeechResumed,
@@ -819,14 +820,11 @@ class VoiceSession:
                 reply_started_early=pending.llm_started_early,
             )  # fmt: skip
         if self.history is not None:
-            # The LLM keeps the whole chunks that were heard, not a cut-off word or two: after
-            # one reply cut to "In", SmolLM2-135M answered the next seven questions with "In".
-            # Cut inside its first chunk, the reply is forgotten and the next words join the
-            # question it answered.
-            kept = ""
-            if current is not None:
-                kept = heard_text(current.chunks, heard_samples, whole_chunks_only=True)
-            self.history.replace_last_assistant(kept)
+            # The LLM keeps the whole sentences that were heard, not a cut-off phrase: after
+            # one reply cut to "In", SmolLM2-135M answered the next seven questions with "In"
+            # (and with "The words of" after "The words of"). Cut inside its first sentence,
+            # the reply is forgotten and the next words join the question it answered.
+            self.history.replace_last_assistant(whole_sentences(heard))
         self._last_reply_text = heard
         self.result.interruptions += 1
         confirmed_s = self._audio_time_to_session(event.detected_sample)

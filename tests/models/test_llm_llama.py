@@ -173,6 +173,43 @@ def test_kv_cache_is_reused_as_the_conversation_grows(llm: LlamaLlm) -> None:
     assert evaluated[19] <= 2 * evaluated[1] + 8
 
 
+def test_a_history_trim_keeps_the_remaining_turns_in_the_cache(llm: LlamaLlm) -> None:
+    """Dropping the oldest turns changes the prompt right after the system prompt. The kept
+    turns are shifted into place in the KV cache, not evaluated again: only the new question
+    is read, as on any other turn, and the conversation goes on from the cache."""
+    llm.clear_cache()
+    llm.warm_up(SYSTEM)
+    messages = [ChatMessage(Role.SYSTEM, SYSTEM)]
+    for question in QUESTIONS:
+        messages.append(ChatMessage(Role.USER, question))
+        reply = "".join(llm.stream_reply(messages, ReplyLimits(max_tokens=24), never))
+        messages.append(ChatMessage(Role.ASSISTANT, reply))
+    trimmed = [messages[0], *messages[5:], ChatMessage(Role.USER, "What is the capital of Spain?")]
+    reply = "".join(llm.stream_reply(trimmed, ReplyLimits(max_tokens=24), never))
+    stats = llm.last_reply
+    dropped = len(llm.prompt_token_ids(messages)) - len(llm.prompt_token_ids(messages[:1] + messages[5:]))
+    assert dropped > 20  # the two oldest turns really left the prompt
+    assert stats.shifted_prompt_tokens > 40
+    assert stats.evaluated_prompt_tokens == stats.prompt_tokens - stats.cached_prompt_tokens
+    assert stats.evaluated_prompt_tokens < 25 < stats.cached_prompt_tokens
+    assert "madrid" in reply.lower()
+    # The cache now holds exactly the trimmed conversation: the next turn is an ordinary one.
+    follow_up = [*trimmed, ChatMessage(Role.ASSISTANT, reply), ChatMessage(Role.USER, "And of Italy?")]
+    "".join(llm.stream_reply(follow_up, ReplyLimits(max_tokens=8), never))
+    assert llm.last_reply.shifted_prompt_tokens == 0
+    assert llm.last_reply.evaluated_prompt_tokens < 20
+
+
+def test_a_prompt_that_shares_nothing_after_the_prefix_is_not_shifted(llm: LlamaLlm) -> None:
+    llm.clear_cache()
+    llm.warm_up(SYSTEM)
+    list(llm.stream_reply(ask("What is the capital of France?"), ReplyLimits(max_tokens=8), never))
+    list(llm.stream_reply(ask("Name three colours."), ReplyLimits(max_tokens=8), never))
+    stats = llm.last_reply
+    assert stats.shifted_prompt_tokens == 0
+    assert stats.evaluated_prompt_tokens == stats.prompt_tokens - stats.cached_prompt_tokens
+
+
 def test_reading_the_words_so_far_ahead_leaves_only_the_tail(llm: LlamaLlm) -> None:
     """prefill() with the first words of a question: the reply then evaluates only the rest,
     and says exactly what it says from a cold cache (same seed, same tokens)."""

@@ -175,6 +175,27 @@ def test_a_single_huge_user_turn_keeps_its_newest_words() -> None:
     assert text.split() == [f"w{i}" for i in range(100 - len(text.split()), 100)]
 
 
+def test_a_user_who_always_cuts_in_early_does_not_change_the_prompt_start_every_turn() -> None:
+    """Every reply forgotten: the user's words pile up in one message. Shortening it only
+    just under the budget would drop its first words on every later turn (and with them the
+    cached prompt); it is shortened to half the budget, as a trim of whole turns is."""
+    h = history(budget=100)
+    prefixes_changed = 0
+    previous: list[ChatMessage] = []
+    for i in range(40):
+        h.add_user(sentence(6, f"u{i}_"))
+        current = h.messages()
+        if current[-1].content.split()[:1] != previous[-1].content.split()[:1] if previous else False:
+            prefixes_changed += 1
+        assert h.prompt_tokens() <= 100
+        assert current[-1].content.endswith(f"u{i}_5")
+        h.replace_last_assistant("")
+        previous = current
+    # 240 words through a 100-token budget: shortened about every 7 turns, not every turn.
+    assert 3 <= prefixes_changed <= 8
+    assert len(h) == 1
+
+
 def test_a_huge_reply_keeps_its_first_words() -> None:
     h = history(budget=40)
     h.add_user("hi")

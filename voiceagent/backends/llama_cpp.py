@@ -60,6 +60,9 @@ _GGML_BLOCKS: dict[int, tuple[int, int]] = {
 _GGUF_SCALAR_BYTES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
 _GGUF_STRING, _GGUF_ARRAY, _GGUF_UINT32 = 8, 9, 4
 _MAX_DIMS = 4
+# A history trim's kept turns are shifted into place in the KV cache only when at least this
+# many tokens are kept; fewer are cheaper to evaluate again.
+_MIN_SHIFTED_TOKENS = 16
 
 
 @dataclass(frozen=True)
@@ -265,6 +268,7 @@ class ReplyStats:
 
     prompt_tokens: int = 0
     cached_prompt_tokens: int = 0
+    shifted_prompt_tokens: int = 0  # kept in the cache across a history trim (see _close_gap)
     evaluated_prompt_tokens: int = 0
     generated_tokens: int = 0
     first_token_s: float | None = None
@@ -417,6 +421,7 @@ class LlamaLlm:
         tokens = tokens[: _common_prefix(tokens, longer)]
         if not tokens or len(tokens) >= self.context_tokens:
             return 0
+        self._close_gap(tokens)
         cached = _common_prefix(self._llama._input_ids, tokens)
         if cached == len(tokens):
             return 0
@@ -457,6 +462,7 @@ class LlamaLlm:
         if should_stop():
             stats.stop_reason = StopReason.STOPPED
             return
+        stats.shifted_prompt_tokens = self._close_gap(tokens)
         cached = min(_common_prefix(self._llama._input_ids, tokens), len(tokens) - 1)
         stats.cached_prompt_tokens = cached
         # Decodes are counted when llama.cpp synchronizes: flush the earlier ones first.
@@ -601,6 +607,44 @@ class LlamaLlm:
         attr = lib.llama_vocab_get_attr(self._vocab, token)
         return bool(attr & lib.LLAMA_TOKEN_ATTR_CONTROL)
 
+    def _close_gap(self, tokens: Sequence[int]) -> int:
+        """Keep the cached conversation that ``tokens`` still holds after a history trim.
+
+        Dropping the oldest turns changes everything right after the system prompt, so the
+        common prefix with the cache ends there. Without this, the rest of the conversation
+        (500-1000 tokens, ~6 s on one thread for SmolLM2-135M) was evaluated again before the
+        next reply could start. Here the dropped block is removed from llama.cpp's KV cache and
+        what follows it is shifted back into place (llama.cpp's "context shift"): the kept turns
+        then form a common prefix again, and only the new tokens are evaluated. The kept turns'
+        cache entries were computed while the dropped turns were still in the context; llama.cpp's
+        server makes the same trade when it shifts its context.
+
+        Returns:
+            How many cached tokens were kept this way (0 if there was no such gap, or the model's
+            cache cannot shift).
+        """
+        np = require("numpy")
+        llama = self._llama
+        cached = np.asarray(llama._input_ids)
+        wanted = np.asarray(tokens, dtype=cached.dtype)
+        start = _common_prefix(cached, wanted)
+        if start >= cached.size or start >= wanted.size - 1:
+            return 0
+        gap, kept = _longest_resumption(cached, wanted, start)
+        if kept < _MIN_SHIFTED_TOKENS:
+            return 0
+        memory = self._llama_cpp.llama_get_memory(llama.ctx)
+        if not self._llama_cpp.llama_memory_can_shift(memory):
+            return 0
+        lib, end = self._llama_cpp, start + gap + kept
+        if not lib.llama_memory_seq_rm(memory, 0, start, start + gap):
+            return 0
+        lib.llama_memory_seq_rm(memory, 0, end, -1)  # what follows the kept run, as eval() would
+        lib.llama_memory_seq_add(memory, 0, start + gap, end, -gap)
+        llama.input_ids[start : start + kept] = cached[start + gap : end].copy()
+        llama.n_tokens = start + kept
+        return kept
+
     def _evaluated_prompt_tokens(self) -> int:
         """Prompt tokens llama.cpp actually evaluated for this reply (from its perf counters)."""
         # llama.cpp counts a multi-token decode in n_p_eval and reports max(1, n) for both
@@ -616,6 +660,29 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
             break
         count += 1
     return count
+
+
+def _longest_resumption(cached: Any, wanted: Any, start: int) -> tuple[int, int]:
+    """Where ``wanted[start:]`` resumes in ``cached`` after a skipped block.
+
+    Returns ``(gap, kept)``: ``cached[start + gap : start + gap + kept]`` equals
+    ``wanted[start : start + kept]``, with ``kept`` as long as possible (``(0, 0)`` if no
+    position matches). Both are numpy integer arrays.
+    """
+    np = require("numpy")
+    rest = cached[start + 1 :]
+    best_gap, best_kept = 0, 0
+    # Every message opens with the same template token, so there are few candidates.
+    for offset in np.flatnonzero(rest == wanted[start]):
+        gap = int(offset) + 1
+        run = min(cached.size - start - gap, wanted.size - start)
+        if run <= best_kept:
+            continue
+        same = cached[start + gap : start + gap + run] == wanted[start : start + run]
+        kept = run if same.all() else int(np.argmin(same))
+        if kept > best_kept:
+            best_gap, best_kept = gap, kept
+    return best_gap, best_kept
 
 
 def _fold_system(messages: list[dict[str, str]]) -> list[dict[str, str]]:

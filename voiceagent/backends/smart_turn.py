@@ -35,7 +35,20 @@ class SmartTurn:
                 f"{path} is not a Smart Turn v3 model.",
                 fix="use `voiceagent models pull smart-turn-v3.2`.",
             )
-        return cls(session, feature_extractor.FeatureExtractor(feature_size=80))
+        turn = cls(session, feature_extractor.FeatureExtractor(feature_size=80))
+        turn.warm_up()
+        return turn
+
+    def warm_up(self) -> None:
+        """Run the model twice on silence, as every later call does on 8 s of audio.
+
+        onnxruntime's arena grew on the first two calls (+38 MB here) and never after, so
+        without this the first pauses of a conversation paid for those allocations and resident
+        memory climbed during the first turns instead of at load.
+        """
+        silence = self._np.zeros(WINDOW_SAMPLES, dtype=self._np.float32)
+        for _ in range(2):
+            self.end_probability(silence)
 
     def end_probability(self, audio_16k: Any) -> float:
         """Probability (0-1) that the speaker has finished, from the turn's audio so far."""

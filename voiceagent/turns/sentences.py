@@ -226,6 +226,15 @@ def _sentence_cut(text: str, *, final: bool) -> int | None:
     return None
 
 
+def whole_sentences(text: str) -> str:
+    """``text`` up to its last sentence end, by the chunker's rules ("" if it has none): what
+    the LLM keeps of a reply cut off by the user."""
+    end = 0
+    while (cut := _sentence_cut(text[end:], final=True)) is not None:
+        end += cut
+    return text[:end]
+
+
 def _clause_cut(text: str, min_words: int, *, final: bool, last: bool) -> int | None:
     """First (or last) clause boundary with at least ``min_words`` words before it."""
     found: int | None = None
