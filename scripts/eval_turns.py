@@ -86,7 +86,8 @@ def main() -> None:
         if delays:
             print(
                 f"  eou delay (audio time) median {statistics.median(delays):.0f} ms, "
-                f"max {max(delays):.0f} ms over {len(delays)} turns"
+                f"max {max(delays):.0f} ms over {len(delays)} turns "
+                f"({', '.join(f'{d:.0f}' for d in delays)})"
             )
         online = [e.eou_ms for e in ends]
         if online and not args.fast:
