@@ -102,10 +102,11 @@ PARTIAL_EVERY_S = 1.0
 WEAK_VOICE_PROBABILITY = 0.8
 """A voiced frame below this speech probability often is the last before a pause: 73 of the 99
 pauses of ../shared/audio/speech and hesitations.wav (63 below 0.7, 83 below 0.9), where 47
-such frames in all were not followed by one (20 below 0.7, 97 below 0.9). On such a frame the words so far are transcribed at once on the second STT
-copy; if the voice stops on the next frame or the one after (a second weak frame, the fading
-end of the word), that transcript is the pause's, 32-64 ms sooner. Otherwise the pause's own
-transcript would run beside it on the other core, both slower."""
+such frames in all were not followed by one (20 below 0.7, 97 below 0.9). On such a frame the
+words so far are transcribed at once on the second STT copy; if the voice stops on the next
+frame or the one after (a second weak frame, the fading end of the word), that transcript is
+the pause's, 32-64 ms sooner. Otherwise the pause's own transcript would run beside it on the
+other core, both slower."""
 
 
 @dataclass(frozen=True)

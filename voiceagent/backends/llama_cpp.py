@@ -627,7 +627,11 @@ class LlamaLlm:
         llama = self._llama
         cached = np.asarray(llama._input_ids)
         wanted = np.asarray(tokens, dtype=cached.dtype)
-        start = _common_prefix(cached, wanted)
+        # Vectorised: this runs before every read-ahead (about once a second while the user
+        # speaks), and a Python loop over ~1000 numpy scalars is needlessly slow.
+        shared = min(cached.size, wanted.size)
+        differ = np.flatnonzero(cached[:shared] != wanted[:shared])
+        start = int(differ[0]) if differ.size else shared
         if start >= cached.size or start >= wanted.size - 1:
             return 0
         gap, kept = _longest_resumption(cached, wanted, start)
