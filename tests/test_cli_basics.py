@@ -88,3 +88,20 @@ def test_onnxruntime_telemetry_is_off_for_every_entry_point():
     env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert done.stdout.strip() == "1"
+
+
+@pytest.mark.unit
+def test_numpy_leaves_no_thread_spinning_after_a_product():
+    # OpenBLAS's helper thread used to spin ~100 ms of CPU after each log-mel product (Whisper
+    # and Smart Turn features), a core taken from the models on a two-core laptop.
+    code = (
+        "import time, voiceagent, numpy as np\n"
+        "a = np.ones((80, 201), np.float32); b = np.ones((201, 1000), np.float32)\n"
+        "a @ b; time.sleep(0.3)\n"
+        "before = time.process_time(); a @ b; time.sleep(0.3)\n"
+        "print(round((time.process_time() - before) * 1000))"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENBLAS_", "OMP_"))}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) < 30, f"{done.stdout.strip()} ms of CPU while the process slept"

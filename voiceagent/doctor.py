@@ -133,7 +133,8 @@ def run_checks() -> DoctorReport:
             f"{settings.stt_threads} for speech to text while talking, {settings.threads} for "
             f"files, {settings.llm_threads} for the LLM, {settings.tts_threads} for the voice "
             f"(cores: {os.cpu_count()}; "
-            f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')})",
+            f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
+            f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')})",
         )
     )
     return report
