@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from voiceagent.backends.llama_cpp import _longest_resumption
+from voiceagent.backends.llama_cpp import _common_prefix, _longest_resumption
 
 pytestmark = pytest.mark.unit
 
@@ -58,3 +58,19 @@ def test_no_resumption_when_the_first_new_token_is_not_cached() -> None:
     cached = ids(SYSTEM, TURN_1)
     wanted = ids(SYSTEM, message(USER, 77, 78))
     assert _longest_resumption(cached, wanted, len(SYSTEM) + 2) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "shared"),
+    [
+        ([1, 2, 3], [1, 2, 4], 2),
+        ([1, 2], [1, 2, 3], 2),  # one is a prefix of the other
+        ([1, 2, 3], [1, 2, 3], 3),
+        ([5], [6], 0),
+        ([], [1], 0),
+    ],
+)
+def test_common_prefix_of_lists_and_arrays(a: list[int], b: list[int], shared: int) -> None:
+    assert _common_prefix(a, b) == shared
+    assert _common_prefix(np.array(a, dtype=np.intc), b) == shared
+    assert _common_prefix(np.array(a, dtype=np.intc), np.array(b, dtype=np.intc)) == shared

@@ -627,11 +627,7 @@ class LlamaLlm:
         llama = self._llama
         cached = np.asarray(llama._input_ids)
         wanted = np.asarray(tokens, dtype=cached.dtype)
-        # Vectorised: this runs before every read-ahead (about once a second while the user
-        # speaks), and a Python loop over ~1000 numpy scalars is needlessly slow.
-        shared = min(cached.size, wanted.size)
-        differ = np.flatnonzero(cached[:shared] != wanted[:shared])
-        start = int(differ[0]) if differ.size else shared
+        start = _common_prefix(cached, wanted)
         if start >= cached.size or start >= wanted.size - 1:
             return 0
         gap, kept = _longest_resumption(cached, wanted, start)
@@ -658,12 +654,16 @@ class LlamaLlm:
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    count = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        count += 1
-    return count
+    """How many leading tokens ``a`` and ``b`` share (lists or numpy arrays).
+
+    Vectorised: the reply, every read-ahead (about once a second while the user speaks) and
+    the history shift compare the prompt with llama.cpp's ~1000 cached tokens, where a Python
+    loop over numpy scalars is needlessly slow.
+    """
+    np = require("numpy")
+    shared = min(len(a), len(b))
+    differ = np.flatnonzero(np.asarray(a[:shared]) != np.asarray(b[:shared]))
+    return int(differ[0]) if differ.size else shared
 
 
 def _longest_resumption(cached: Any, wanted: Any, start: int) -> tuple[int, int]:
