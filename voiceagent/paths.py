@@ -9,6 +9,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# A real recording of a short question (CMU ARCTIC a0005; licence in voiceagent/data/README.md):
+# `talk` answers it when there is no microphone, and Whisper warms up on it at load.
+SAMPLE_QUESTION = Path(__file__).with_name("data") / "sample_question.wav"
+
 
 def voiceagent_home() -> Path:
     """The data folder: ``$VOICEAGENT_HOME`` or the platform's user data folder."""

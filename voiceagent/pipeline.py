@@ -54,7 +54,7 @@ def load_model(kind: ModelKind, path: Path, settings: Settings) -> Any:
     if kind is ModelKind.STT:
         from voiceagent.backends.faster_whisper import WhisperStt
 
-        return WhisperStt.load(path, threads=settings.stt_threads)
+        return WhisperStt.load(path, threads=settings.stt_threads, warm_up_audio=_warm_up_speech())
     if kind is ModelKind.LLM:
         from voiceagent.backends.llama_cpp import LlamaLlm
 
@@ -75,6 +75,18 @@ def load_model(kind: ModelKind, path: Path, settings: Settings) -> Any:
 
         return SmartTurn.load(path, threads=1)
     raise ValueError(f"no loader for {kind}")
+
+
+def _warm_up_speech() -> Any:
+    """The bundled question as 16 kHz float32, or None if it cannot be read (a broken install)."""
+    from voiceagent.audio.files import read_audio
+    from voiceagent.errors import AudioError
+    from voiceagent.paths import SAMPLE_QUESTION
+
+    try:
+        return read_audio(SAMPLE_QUESTION).samples
+    except AudioError:  # only a warm-up: the model works without it
+        return None
 
 
 def _modules_for(paths: dict[str, Path]) -> list[str]:

@@ -29,10 +29,10 @@ from voiceagent.events import (
     SessionEnd,
 )
 from voiceagent.interfaces import ReplyLimits
+from voiceagent.paths import SAMPLE_QUESTION
 from voiceagent.session import PARTIAL_EVERY_S, Duplex, SessionOptions, SessionResult, VoiceSession
 from voiceagent.turns.endpointing import EndpointingConfig
 
-SAMPLE_QUESTION = Path(__file__).with_name("data") / "sample_question.wav"
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au", ".opus"}
 REOPEN_POLICY = ReopenPolicy()
 """A lost microphone or speaker is retried from 0.25 s, doubling to 4 s, for up to 30 s."""

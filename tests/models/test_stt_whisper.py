@@ -231,3 +231,33 @@ def test_closed_model_refuses_work(real_model_dir: Path) -> None:
 def test_unknown_compute_type(real_model_dir: Path) -> None:
     with pytest.raises(ModelError, match="compute type 'int3'"):
         WhisperStt.load(real_model_dir, threads=1, compute_type="int3")
+
+
+def test_the_product_warms_whisper_up_on_the_bundled_question_on_both_paths(
+    model_store_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The full window's buffers are Whisper's largest: decoding it once at load keeps its heap
+    # from appearing mid-conversation, at the first fallback.
+    from voiceagent.config import Settings
+    from voiceagent.paths import SAMPLE_QUESTION
+    from voiceagent.pipeline import load_model
+
+    calls: list[tuple[str, int]] = []
+    for name in ("_decode_fast", "_decode_full"):
+        original = getattr(WhisperStt, name)
+
+        def spy(self, audio, _name=name, _original=original):
+            calls.append((_name, audio.shape[0]))
+            return _original(self, audio)
+
+        monkeypatch.setattr(WhisperStt, name, spy)
+    path = resolve_model("whisper-tiny.en", ModelKind.STT, store=model_store_dir)
+    question = read_audio(SAMPLE_QUESTION).samples.shape[0]
+    load_model(ModelKind.STT, path, Settings()).close()
+    assert calls == [("_decode_fast", question), ("_decode_full", question)]
+
+    # A broken install without the recording still loads, warmed on silence (fast path only).
+    calls.clear()
+    monkeypatch.setattr("voiceagent.paths.SAMPLE_QUESTION", Path("/nonexistent/question.wav"))
+    load_model(ModelKind.STT, path, Settings()).close()
+    assert calls == [("_decode_fast", RATE_HZ // 2)]

@@ -17,10 +17,10 @@ from enum import StrEnum
 from pathlib import Path
 
 from voiceagent.errors import UsageError
+from voiceagent.paths import SAMPLE_QUESTION
 
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif"})
 SAMPLES_DIR = Path(__file__).with_name("samples")
-SAMPLE_QUESTION = Path(__file__).parent.parent / "data" / "sample_question.wav"
 SAMPLE_QUESTION_TEXT = "Will we ever forget it."  # CMU ARCTIC a0005, see voiceagent/data/README.md
 DEFAULT_CORPUS_NAME = "samples"
 
