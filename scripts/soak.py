@@ -27,8 +27,8 @@ SPEECH = Path(__file__).resolve().parents[1].parent / "shared" / "audio" / "spee
 def show_progress(turn: SoakTurn) -> None:
     if turn.index % 10 == 0:
         v2v = turn.latency_ms.get("voice_to_voice")
-        print(f"turn {turn.index}: voice_to_voice {v2v} ms, rss {turn.rss_mb:.0f} MiB",
-              file=sys.stderr)  # fmt: skip
+        print(f"turn {turn.index}: voice_to_voice {v2v} ms, rss {turn.rss_mb:.0f} MiB "
+              f"(at rest {turn.at_rest_mb:.0f})", file=sys.stderr)  # fmt: skip
 
 
 def main() -> None:

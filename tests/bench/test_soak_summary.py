@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pytest
@@ -67,6 +67,31 @@ def test_memory_growth_is_counted_from_the_end_of_the_warm_up():
     report = summarize(session([1000.0] * 40, rss))
     assert report.rss_mb_after_warm_up == 680.0  # turn 10
     assert report.rss_growth_mb == pytest.approx(719.0 - 680.0)
+    assert report.rss_growth_from_first_mb == pytest.approx(719.0 - 500.0)
+
+
+def test_memory_growth_is_judged_at_rest_not_on_a_call_in_flight_at_the_last_turn():
+    # The last turn ended while the LLM re-read the history after a trim (+70 MB for a moment);
+    # between the turns memory was back at 701 MB.
+    result = session([1000.0] * 12, [700.0] * 11 + [771.0])
+    result.turns = [replace(t, rest_rss_mb=701.0 if t.index == 12 else 700.0) for t in result.turns]
+    report = summarize(result)
+    assert report.rss_growth_mb == pytest.approx(1.0)
+    assert report.rss_mb_turn_end_max == 771.0  # the moment is still reported
+
+
+def test_memory_at_rest_is_the_lowest_sample_since_the_turn_before():
+    from voiceagent.bench.machine import RssSampler
+
+    sampler = RssSampler(interval_s=0.001)
+    readings = iter([700.0, 650.0, 720.0, 690.0, 800.0, 810.0])
+    sampler.rss_mb = lambda: next(readings)  # type: ignore[method-assign]
+    sampler._record()
+    sampler._record()
+    sampler._record()
+    assert sampler.take_low_mb() == 650.0  # the lowest of 700, 650, 720 and 690 now
+    sampler._record()
+    assert sampler.take_low_mb() == 800.0  # started over: only 800 and 810 now count
 
 
 def test_prompt_sizes_come_from_every_reply():

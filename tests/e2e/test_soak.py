@@ -4,7 +4,8 @@ One session runs once for this module (about 7 minutes on 2 cores); each test ju
 property of it. ``VOICEAGENT_SOAK_TURNS`` shortens it while developing; CI runs all 200.
 
 Bounds:
-- Resident memory may grow less than 50 MB from the end of turn 10 to the end (issue's bound).
+- Resident memory at rest (the lowest sampled between two turns) may grow less than 50 MB
+  from turn 10 to the end (issue's bound).
 - Drift: the least-squares slope of voice_to_voice, fitted to medians of 24-turn windows (each
   window hears every clip twice), must stay under 1 ms per turn: 200 ms over the session, a
   fifth of the ~1 s median here. Medians ignore the single slow turns (a history trim

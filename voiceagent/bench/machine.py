@@ -96,6 +96,7 @@ class RssSampler:
         self._label: str | None = None
         self._lock = threading.Lock()
         self.peaks_mb: dict[str, float] = {}
+        self._low_mb: float | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="voiceagent-rss", daemon=True)
 
@@ -115,9 +116,20 @@ class RssSampler:
     def phase(self, label: str) -> _Phase:
         return _Phase(self, label)
 
+    def take_low_mb(self) -> float:
+        """The lowest RSS seen since the last call (or the start), now included; then start
+        over. Between two turns that is the memory at rest, without what a model call in
+        flight holds for a moment."""
+        rss = self.rss_mb()
+        with self._lock:
+            low = rss if self._low_mb is None else min(self._low_mb, rss)
+            self._low_mb = None
+        return low
+
     def _record(self) -> None:
         rss = self.rss_mb()
         with self._lock:
+            self._low_mb = rss if self._low_mb is None else min(self._low_mb, rss)
             if self._label is not None:
                 self.peaks_mb[self._label] = max(self.peaks_mb.get(self._label, 0.0), rss)
 

@@ -2,8 +2,11 @@
 
 One input holds N utterances (recordings taken in turn, 3 s of silence after each); a single
 session answers them all with the real models, the way ``talk --fast`` would. Per turn it
-records the latencies and the process's resident memory; per reply, the prompt size the LLM
-was given, to show the conversation never outgrows the context window.
+records the latencies and the process's resident memory (at the turn's end, and at rest: the
+lowest sampled since the turn before); per reply, the prompt size the LLM was given, to show
+the conversation never outgrows the context window. Growth is judged on memory at rest: a
+turn can end while a model call holds tens of MB for a moment (the LLM re-reading the history
+after a trim, Piper's next sentence), which is not growth.
 
 As-fast-as-possible pacing makes the latencies compute times, so a trend over the turns is
 drift (a growing prompt, a leak), not what a user would feel. ``realtime=True`` instead plays
@@ -31,7 +34,7 @@ from voiceagent.audio.files import read_audio, write_wav
 from voiceagent.audio.formats import FRAME_SAMPLES, PIPELINE_RATE_HZ, AudioFrame
 from voiceagent.audio.sinks import WavFileSink
 from voiceagent.audio.sources import FileSource
-from voiceagent.bench.machine import current_rss_mb
+from voiceagent.bench.machine import RssSampler, current_rss_mb
 from voiceagent.config import Settings
 from voiceagent.events import LATENCY_KEYS, Dropped, ErrorEvent, Event, Interrupted, Turn
 from voiceagent.interfaces import ChatMessage, LanguageModel, ReplyLimits
@@ -99,7 +102,8 @@ class ConversationSource:
 @dataclass(frozen=True)
 class SoakTurn:
     """One answered turn: its latencies (ms), and the process's resident memory (MiB) and CPU
-    time used so far (all threads, s) when it ended."""
+    time used so far (all threads, s) when it ended. ``rest_rss_mb`` is the lowest resident
+    memory sampled since the turn before ended (``rss_mb`` when not sampled)."""
 
     index: int
     user_text: str
@@ -107,6 +111,11 @@ class SoakTurn:
     latency_ms: dict[str, float | None]
     rss_mb: float
     cpu_s: float = 0.0
+    rest_rss_mb: float | None = None
+
+    @property
+    def at_rest_mb(self) -> float:
+        return self.rss_mb if self.rest_rss_mb is None else self.rest_rss_mb
 
 
 @dataclass(frozen=True)
@@ -143,15 +152,23 @@ class SoakReport:
     ``cpu_ms_per_turn_window_slope`` is the same fit for the CPU time each turn used: other
     programs taking the cores slow the latencies but not that, while more work per turn (a
     real drift) raises both.
+
+    Resident memory (MiB) is at rest (:attr:`SoakTurn.at_rest_mb`) after the first turn, the
+    warm-up and the last; ``rss_growth_mb`` is from the warm-up to the last turn,
+    ``rss_growth_from_first_mb`` from the first; ``rss_mb_turn_end_max`` is the highest
+    sampled when a turn ended.
     """
 
     turns: int
     utterances: int
     errors: int
     dropped: int
+    rss_mb_first: float | None
     rss_mb_after_warm_up: float | None
     rss_mb_last: float | None
     rss_growth_mb: float | None
+    rss_growth_from_first_mb: float | None
+    rss_mb_turn_end_max: float | None
     max_prompt_tokens: int
     max_prompt_and_reply_tokens: int
     context_tokens: int | None
@@ -171,15 +188,22 @@ class SoakMeter:
     """An event sink that keeps each turn (with the process's memory and CPU time at its end),
     the errors, the dropped utterances and the interruptions."""
 
-    def __init__(self, result: SoakResult, on_turn: Callable[[SoakTurn], None] | None) -> None:
+    def __init__(
+        self,
+        result: SoakResult,
+        on_turn: Callable[[SoakTurn], None] | None,
+        memory: RssSampler | None = None,
+    ) -> None:
         self._result = result
         self._on_turn = on_turn
+        self._memory = memory
 
     def emit(self, event: Event) -> None:
         if isinstance(event, Turn):
+            rest = self._memory.take_low_mb() if self._memory is not None else None
             turn = SoakTurn(
                 event.index, event.user_text, event.reply_text, dict(event.latency_ms),
-                current_rss_mb(), time.process_time(),
+                current_rss_mb(), time.process_time(), rest,
             )  # fmt: skip
             self._result.turns.append(turn)
             if self._on_turn is not None:
@@ -302,12 +326,14 @@ def run_soak(
         input_hears_output=False,
         partial_every_s=PARTIAL_EVERY_S if realtime else None,  # as in `talk`
     )
+    memory = RssSampler(interval_s=0.05)
     session = VoiceSession(
-        models, source, sink, SoakMeter(result, on_turn), clock, options,
+        models, source, sink, SoakMeter(result, on_turn, memory), clock, options,
         system_prompt=settings.system_prompt, history_tokens=settings.history_tokens,
     )  # fmt: skip
     try:
-        asyncio.run(session.run())
+        with memory:
+            asyncio.run(session.run())
     finally:
         sink.close()
         models.close()
@@ -338,9 +364,14 @@ def _window_trend(values: Sequence[float], window: int) -> tuple[list[float], fl
     return medians, round(least_squares_slope(medians, centres), 3)
 
 
+def _mb(value: float) -> float:
+    return round(value, 1)
+
+
 def summarize(result: SoakResult, warm_up_turns: int = WARM_UP_TURNS) -> SoakReport:
     """The figures a soak is judged on (see :class:`SoakReport`)."""
     turns = result.turns
+    first, last = (turns[0], turns[-1]) if turns else (None, None)
     warm = turns[min(warm_up_turns, len(turns)) - 1] if turns else None
     after = turns[warm_up_turns:]
     window = max(1, min(DRIFT_WINDOW_TURNS, len(after) // 4))
@@ -359,9 +390,14 @@ def summarize(result: SoakResult, warm_up_turns: int = WARM_UP_TURNS) -> SoakRep
         utterances=result.utterances,
         errors=len(result.errors),
         dropped=len(result.dropped),
-        rss_mb_after_warm_up=round(warm.rss_mb, 1) if warm else None,
-        rss_mb_last=round(turns[-1].rss_mb, 1) if turns else None,
-        rss_growth_mb=round(turns[-1].rss_mb - warm.rss_mb, 1) if warm else None,
+        rss_mb_first=_mb(first.at_rest_mb) if first else None,
+        rss_mb_after_warm_up=_mb(warm.at_rest_mb) if warm else None,
+        rss_mb_last=_mb(last.at_rest_mb) if last else None,
+        rss_growth_mb=_mb(last.at_rest_mb - warm.at_rest_mb) if last and warm else None,
+        rss_growth_from_first_mb=(
+            _mb(last.at_rest_mb - first.at_rest_mb) if last and first else None
+        ),
+        rss_mb_turn_end_max=_mb(max(t.rss_mb for t in turns)) if turns else None,
         max_prompt_tokens=max((c.prompt_tokens for c in calls), default=0),
         max_prompt_and_reply_tokens=max(
             (c.prompt_tokens + c.generated_tokens for c in calls), default=0
