@@ -215,6 +215,7 @@ class WhisperStt:
                 f"CTranslate2 Whisper model ({reason}).",
                 fix=_FIX,
             ) from None
+        _thread_lock_for_progress_bars()
         stt = cls(model, path, options)
         stt._warm_up(warm_up_audio)
         return stt
@@ -380,6 +381,15 @@ class WhisperStt:
             return
         self._decode_fast(speech)
         self._decode_full(speech)
+
+
+def _thread_lock_for_progress_bars() -> None:
+    """faster-whisper's transcribe() makes a (disabled) tqdm bar, and tqdm's first bar creates
+    a multiprocessing lock: a semaphore file in /dev/shm. A thread lock is all it needs here,
+    and the product then writes no file but the ones asked for."""
+    import threading
+
+    require("tqdm").tqdm.set_lock(threading.RLock())
 
 
 def _max_length_for(max_new_tokens: int, prompt_length: int) -> int:
