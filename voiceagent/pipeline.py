@@ -11,7 +11,7 @@ from voiceagent.config import Settings
 from voiceagent.models.catalog import ModelKind
 from voiceagent.models.store import resolve_model
 from voiceagent.session import Models
-from voiceagent.workers import ModelWorker, map_large_blocks_apart
+from voiceagent.workers import ModelWorker
 
 AUTO_TURN_MODEL = "smart-turn-v3.2"
 
@@ -47,7 +47,6 @@ def turn_model_ref(settings: Settings) -> str | None:
 
 def load_model(kind: ModelKind, path: Path, settings: Settings) -> Any:
     """Load one model with the product's settings (call it on the model's worker thread)."""
-    map_large_blocks_apart()
     if kind is ModelKind.VAD:
         from voiceagent.backends.silero import SileroVad
 
@@ -116,7 +115,6 @@ def load_models(settings: Settings, reply: bool, partials: bool = False) -> Mode
     With ``partials`` a second copy of the STT model transcribes the words so far while the
     user speaks (see :attr:`Models.stt_partial`).
     """
-    map_large_blocks_apart()  # before any model allocates
     paths = resolve_all(settings, reply)
     # Import the libraries here, one after the other: two loader threads importing the same
     # package at once (faster_whisper for Whisper and Smart Turn) trip Python's import lock.

@@ -15,7 +15,6 @@ from voiceagent.models.store import resolve_model
 from voiceagent.turns.sentences import SpeakableChunker
 from voiceagent.talk import open_sink
 from voiceagent.turns.speech_text import text_for_speech
-from voiceagent.workers import map_large_blocks_apart
 
 
 def say_text(text: str, settings: Settings, output: str | None) -> Path | None:
@@ -24,7 +23,6 @@ def say_text(text: str, settings: Settings, output: str | None) -> Path | None:
 
     if not text.strip():
         raise UsageError("nothing to say: the text is empty.", fix='voiceagent say "Hello"')
-    map_large_blocks_apart()
     tts = PiperTts.load(resolve_model(settings.voice, ModelKind.TTS), threads=settings.threads)
     clock = MonotonicClock()
     sink = open_sink(output, tts.sample_rate_hz, clock)
@@ -45,7 +43,6 @@ def run_chat(settings: Settings, *, speak: bool, output: str | None) -> None:
     from voiceagent.backends.llama_cpp import LlamaLlm
     from voiceagent.history import ConversationHistory
 
-    map_large_blocks_apart()
     llm = LlamaLlm.load(
         resolve_model(settings.llm_model, ModelKind.LLM),
         threads=settings.llm_threads,

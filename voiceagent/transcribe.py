@@ -12,7 +12,6 @@ from voiceagent.config import Settings
 from voiceagent.interfaces import Transcript
 from voiceagent.models.catalog import ModelKind
 from voiceagent.models.store import resolve_model
-from voiceagent.workers import map_large_blocks_apart
 
 FRAME = 512
 SPEECH_PROBABILITY = 0.5
@@ -51,7 +50,6 @@ def transcribe_files(files: list[Path], settings: Settings) -> Iterator[FileTran
 
     for path in files:
         probe_audio(path)  # every file is checked before the models load
-    map_large_blocks_apart()
     vad = SileroVad.load(resolve_model(settings.vad_model, ModelKind.VAD))
     stt = WhisperStt.load(resolve_model(settings.stt_model, ModelKind.STT), threads=settings.threads)
     try:

@@ -5,10 +5,7 @@ from __future__ import annotations
 import asyncio
 import ctypes.util
 import gc
-import json
 import platform
-import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,7 +19,7 @@ from voiceagent.audio.sinks import WavFileSink
 from voiceagent.backends.llama_cpp import LlamaLlm
 from voiceagent.interfaces import ChatMessage, ReplyLimits, Role
 from voiceagent.responder import Responder
-from voiceagent.workers import ModelWorker, map_large_blocks_apart, trim_native_heap
+from voiceagent.workers import ModelWorker, trim_native_heap
 
 RATE_HZ = 16000
 
@@ -111,67 +108,6 @@ def test_trim_native_heap_works_where_glibc_is_the_allocator() -> None:
     is_glibc = platform.libc_ver()[0] == "glibc" and ctypes.util.find_library("c") is not None
     assert trim_native_heap() is is_glibc
     assert trim_native_heap() is is_glibc  # and again
-
-
-HEAP_PROBE = """
-import ctypes, json, sys
-from voiceagent.workers import map_large_blocks_apart
-
-class MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in (
-        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
-        "fordblks", "keepcost")]
-
-libc = ctypes.CDLL(None)
-libc.mallinfo2.restype = MallInfo2
-libc.malloc.restype = ctypes.c_void_p
-libc.malloc.argtypes = [ctypes.c_size_t]
-libc.free.argtypes = [ctypes.c_void_p]
-if sys.argv[1] == "apart":
-    assert map_large_blocks_apart()
-# A model frees an 8 MiB buffer, then asks for 2 MiB: a mapping of its own, or the heap?
-libc.free(libc.malloc(8 << 20))
-before = libc.mallinfo2().hblks
-block = libc.malloc(2 << 20)
-mapped = libc.mallinfo2().hblks - before
-libc.free(block)
-# 40 MiB of smaller blocks, freed: the top of the heap keeps them for the next call, or not?
-blocks = (ctypes.c_void_p * 160)()
-for i in range(160):
-    blocks[i] = libc.malloc(256 << 10)
-for i in reversed(range(160)):
-    libc.free(blocks[i])
-print(json.dumps({"mapped": mapped, "kept_mb": libc.mallinfo2().keepcost / 2**20}))
-"""
-
-
-def _heap_probe(mode: str) -> dict[str, float]:
-    done = subprocess.run(
-        [sys.executable, "-c", HEAP_PROBE, mode], capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    return dict(json.loads(done.stdout))
-
-
-@pytest.mark.unit
-@pytest.mark.skipif(
-    not hasattr(ctypes.CDLL(None), "mallinfo2"), reason="glibc >= 2.33 reports mallinfo2"
-)
-def test_large_blocks_get_their_own_mappings_and_the_heap_top_is_kept_between_calls() -> None:
-    default, apart = _heap_probe("default"), _heap_probe("apart")
-    # glibc's own rule: the freed 8 MiB raised the threshold, so 2 MiB came from the heap.
-    assert default["mapped"] == 0
-    assert apart["mapped"] == 1
-    # The top of the heap is not handed back after each call (that made Whisper ~20% slower);
-    # trim_native_heap() after each reply does it.
-    assert apart["kept_mb"] >= 39
-    assert default["kept_mb"] < 39
-
-
-@pytest.mark.unit
-def test_map_large_blocks_apart_works_where_glibc_is_the_allocator() -> None:
-    is_glibc = platform.libc_ver()[0] == "glibc" and ctypes.util.find_library("c") is not None
-    assert map_large_blocks_apart() is is_glibc
 
 
 class CyclicSampler:
