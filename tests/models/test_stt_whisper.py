@@ -261,3 +261,34 @@ def test_the_product_warms_whisper_up_on_the_bundled_question_on_both_paths(
     monkeypatch.setattr("voiceagent.paths.SAMPLE_QUESTION", Path("/nonexistent/question.wav"))
     load_model(ModelKind.STT, path, Settings()).close()
     assert calls == [("_decode_fast", RATE_HZ // 2)]
+
+
+class EncodeSpy:
+    """Stands between faster-whisper's model and CTranslate2's, noting each encoded length."""
+
+    def __init__(self, model: object) -> None:
+        self.model = model
+        self.frames: list[int] = []
+
+    def encode(self, features: object) -> object:
+        self.frames.append(int(features.shape[-1]))  # type: ignore[attr-defined]
+        return self.model.encode(features)  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.model, name)
+
+
+def test_the_fast_path_encodes_whole_seconds(stt: WhisperStt, shared_audio: Path) -> None:
+    # A window for every input length made the encoder keep buffers per length: 200 calls of
+    # random 10-20 s lengths grew its memory by 225 MB. On a 1 s grid it stays flat.
+    audio = np.concatenate([speech(shared_audio, name)[0] for name in CLIPS[:4]])
+    whisper = stt._loaded()
+    spy = EncodeSpy(whisper.model)
+    whisper.model = spy
+    try:
+        for seconds in (3.0, 10.3, 12.77, 15.01):
+            assert stt.transcribe(audio[: int(seconds * RATE_HZ)]).text
+    finally:
+        whisper.model = spy.model
+    # The utterance plus 1 s of silence, never under 10 s, rounded up to whole seconds.
+    assert spy.frames == [1000, 1200, 1400, 1700]
