@@ -278,17 +278,16 @@ class EncodeSpy:
         return getattr(self.model, name)
 
 
-def test_the_fast_path_encodes_whole_seconds(stt: WhisperStt, shared_audio: Path) -> None:
+def test_the_fast_path_encodes_whole_seconds(
+    stt: WhisperStt, shared_audio: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A window for every input length made the encoder keep buffers per length: 200 calls of
     # random 10-20 s lengths grew its memory by 225 MB. On a 1 s grid it stays flat.
     audio = np.concatenate([speech(shared_audio, name)[0] for name in CLIPS[:4]])
     whisper = stt._loaded()
     spy = EncodeSpy(whisper.model)
-    whisper.model = spy
-    try:
-        for seconds in (3.0, 10.3, 12.77, 15.01):
-            assert stt.transcribe(audio[: int(seconds * RATE_HZ)]).text
-    finally:
-        whisper.model = spy.model
+    monkeypatch.setattr(whisper, "model", spy)
+    for seconds in (3.0, 10.3, 12.77, 15.01):
+        assert stt.transcribe(audio[: int(seconds * RATE_HZ)]).text
     # The utterance plus 1 s of silence, never under 10 s, rounded up to whole seconds.
     assert spy.frames == [1000, 1200, 1400, 1700]

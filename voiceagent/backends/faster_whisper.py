@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 SAMPLE_RATE_HZ = 16000
 _HOP_SAMPLES = 160  # one mel frame per 10 ms
 _FULL_WINDOW_FRAMES = 3000  # Whisper's 30 s window
-_WINDOW_STEP_FRAMES = 100  # the fast path's window is a whole number of seconds
+_WINDOW_STEP_FRAMES = 100  # the fast path's window: whole seconds (so an even frame count)
 _MAX_DECODER_TOKENS = 448
 _MIN_SAMPLES = 400  # one FFT window; shorter input is padded with silence
 _FIX = (
@@ -297,7 +297,8 @@ class WhisperStt:
         # Whole seconds: every new input length makes the encoder keep buffers for that shape,
         # and 200 calls of random 10-20 s lengths grew its memory in use by 225 MB (fixed
         # lengths: flat). On the grid there are at most 21 lengths, for up to 1 s more padding.
-        window = min(-(-window // _WINDOW_STEP_FRAMES) * _WINDOW_STEP_FRAMES, _FULL_WINDOW_FRAMES)
+        window = math.ceil(window / _WINDOW_STEP_FRAMES) * _WINDOW_STEP_FRAMES
+        window = min(window, _FULL_WINDOW_FRAMES)
         # Zeros in the normalised log-mel domain, as faster-whisper pads its 30 s windows.
         mel = np.zeros((1, features.shape[0], window), dtype=np.float32)
         mel[0, :, :content_frames] = features[:, :content_frames]
