@@ -243,7 +243,8 @@ class _Decoding:
         memory = torch.as_tensor(encoder_output, dtype=torch.float32)
         if memory.ndim == 3:
             memory = memory[0]
-        capacity = len(self.prompt) + self.max_new + 1
+        # One size for every decode: buffers of ever new sizes fragmented the heap (soak).
+        capacity = decoder.max_positions
         heads, head_dim = decoder.heads, decoder._head_dim
         self.cross: list[tuple[Any, Any]] = []
         self.cache: list[tuple[Any, Any]] = []
