@@ -77,18 +77,7 @@ def encoded(stt: WhisperStt, audio: np.ndarray) -> np.ndarray:
 
 
 def decode(stt: WhisperStt, memory: np.ndarray, max_new: int, draft: list[int]) -> whisper_decoder.DecoderOutput:
-    assert stt._decoder is not None
-    tokenizer = stt._tokenizer
-    return stt._decoder.decode(
-        memory,
-        stt._prompt,
-        max_new,
-        end_token=tokenizer.eot,
-        suppress=stt._suppress_tokens,
-        suppress_first=stt._suppress_first,
-        no_speech_token=tokenizer.no_speech,
-        draft=draft,
-    )
+    return stt._decode_tokens(memory, max_new, draft)
 
 
 def test_the_words_so_far_are_a_draft_that_is_checked_not_stepped(

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from voiceagent.backends._imports import require
 from voiceagent.backends.whisper_decoder import (
+    DecoderOutput,
     DraftBook,
     WhisperDecoder,
     acquire_decoder,
@@ -373,20 +374,10 @@ class WhisperStt:
 
     def _decode_drafted(self, audio: np.ndarray, encoded: Any, max_new_tokens: int) -> DecodeScores:
         """The fast path's decode on the torch decoder, drafted by an earlier transcript."""
-        assert self._decoder is not None and self._drafts is not None
-        tokenizer = self._tokenizer
-        out = self._decoder.decode(
-            self._np.asarray(encoded),
-            self._prompt,
-            max_new_tokens,
-            end_token=tokenizer.eot,
-            suppress=self._suppress_tokens,
-            suppress_first=self._suppress_first,
-            no_speech_token=tokenizer.no_speech,
-            draft=self._drafts.draft_for(audio),
-        )
+        assert self._drafts is not None
+        out = self._decode_tokens(self._np.asarray(encoded), max_new_tokens, self._drafts.draft_for(audio))
         self._drafts.remember(audio, out.tokens)
-        text = tokenizer.decode(out.tokens).strip()
+        text = self._tokenizer.decode(out.tokens).strip()
         return DecodeScores(
             text=text,
             avg_logprob=out.sum_logprob / (len(out.tokens) + 1),
@@ -394,6 +385,22 @@ class WhisperStt:
             compression_ratio=compression_ratio(text),
             hit_token_limit=len(out.tokens) >= max_new_tokens,
             drafted_tokens=out.drafted,
+        )
+
+    def _decode_tokens(self, encoder_output: Any, max_new_tokens: int, draft: list[int]) -> DecoderOutput:
+        """The torch decoder's greedy decode of an encoder output, with this model's prompt
+        and suppression rules."""
+        assert self._decoder is not None
+        tokenizer = self._tokenizer
+        return self._decoder.decode(
+            encoder_output,
+            self._prompt,
+            max_new_tokens,
+            end_token=tokenizer.eot,
+            suppress=self._suppress_tokens,
+            suppress_first=self._suppress_first,
+            no_speech_token=tokenizer.no_speech,
+            draft=draft,
         )
 
     def _decode_full(self, audio: np.ndarray) -> DecodeScores:
