@@ -105,3 +105,31 @@ def test_numpy_leaves_no_thread_spinning_after_a_product():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
     assert int(done.stdout) < 30, f"{done.stdout.strip()} ms of CPU while the process slept"
+
+
+@pytest.mark.unit
+def test_the_script_keeps_exit_status_and_output_when_it_skips_teardown():
+    # main() ends the process without the interpreter's teardown (see cli._exit_without_teardown):
+    # the status must be the command's and piped output must arrive whole.
+    usage = subprocess.run(
+        [sys.executable, "-m", "voiceagent", "models", "list", "--no-such-flag"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert usage.returncode == 2, usage.stderr
+    doctor = subprocess.run(
+        [sys.executable, "-m", "voiceagent", "doctor", "--json"], capture_output=True, text=True
+    )
+    assert doctor.returncode == 1, doctor.stderr
+    assert json.loads(doctor.stdout)["ok"] is False
+    # Output still in Python's buffers (a pipe is block-buffered) is written before the end.
+    code = (
+        "import sys\n"
+        "from voiceagent import cli\n"
+        "sys.stdout.write('buffered, no newline')\n"
+        "cli._exit_status.append(3)\n"
+        "cli._exit_without_teardown()\n"
+        "print('not reached')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    ended = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert (ended.returncode, ended.stdout) == (3, "buffered, no newline")
