@@ -6,7 +6,7 @@ property of it. ``VOICEAGENT_SOAK_TURNS`` shortens it while developing; CI runs 
 The session runs in a fresh process, as ``talk`` does: the pytest process has loaded and
 freed other models by then, and its heap's holes made resident memory move by tens of MB
 either way for reasons that are not the session's (a CI run at 200 turns: +63.5 MB from turn
-10 in the pytest process; 120 turns in a fresh process: -3.7 MB).
+10 in the pytest process; the same 200 turns in a fresh process: +8.9 MB).
 
 Bounds:
 - Resident memory at rest (the lowest sampled between two turns) may grow less than 50 MB
