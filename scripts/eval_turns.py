@@ -6,7 +6,8 @@ transcript is ready exactly when it would be live, and reports:
 - turns ended inside any other pause of a turn (between its sentences), with the pause's length;
 - the end-of-utterance delay (decision minus the moment the voice stopped), in audio time.
 
-Usage: .venv/bin/python scripts/eval_turns.py [--eou-silence-ms 600] [--turn-model smart-turn-v3.2]
+Usage: .venv/bin/python scripts/eval_turns.py [--eou-silence-ms 600] [--fast]
+(VOICEAGENT_TURN_MODEL=none for the silence policy alone; Smart Turn is used when pulled.)
 """
 
 from __future__ import annotations

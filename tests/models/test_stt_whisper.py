@@ -110,6 +110,44 @@ def test_input_longer_than_30_s(stt: WhisperStt, shared_audio: Path) -> None:
     assert "fellow americans" in text and "exhibition" in text
 
 
+def test_long_input_is_decoded_with_a_beam_and_the_last_windows_text(
+    stt: WhisperStt, shared_audio: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Over 30 s: beam 5, each window prompted with the last one's text; when a window loops
+    # (a compression ratio over the bound) the audio is decoded again with each window alone.
+    names = ["LJ001-0001", "2412-153948-0000", "LJ001-0007", "LJ001-0008", "LJ001-0009"]
+    parts = [speech(shared_audio, name) for name in names]
+    silence = np.zeros(RATE_HZ // 2, dtype=np.float32)
+    audio = np.concatenate([x for samples, _ in parts for x in (samples, silence)])
+    assert len(audio) / RATE_HZ > 40  # two windows, the second prompted with the first
+    reference = " ".join(text for _, text in parts)
+    calls: list[tuple[int, bool, int | None]] = []
+    original = WhisperStt._transcribe_windows
+
+    def spy(self, samples, beam_size, condition, max_new_tokens):  # noqa: ANN001, ANN202
+        calls.append((beam_size, condition, max_new_tokens))
+        return original(self, samples, beam_size, condition, max_new_tokens)
+
+    monkeypatch.setattr(WhisperStt, "_transcribe_windows", spy)
+    transcript = stt.transcribe(audio)
+    assert calls == [(5, True, None)]
+    assert word_error_rate(reference, transcript.text) < 0.1, transcript.text
+
+    calls.clear()
+    looping = stt.with_options(replace(DEFAULT_WHISPER_OPTIONS, compression_ratio_above=0.1))
+    again = looping.transcribe(audio)
+    assert calls == [(5, True, None), (5, False, None)]
+    assert word_error_rate(reference, again.text) < 0.1, again.text
+
+    calls.clear()
+    short, _ = parts[0]
+    stt.transcribe_detailed(short)
+    doubtful = stt.with_options(replace(DEFAULT_WHISPER_OPTIONS, avg_logprob_below=0.0))
+    doubtful.transcribe_detailed(short)
+    assert [(beam, condition) for beam, condition, _ in calls] == [(1, False)]
+    assert calls[0][2] is not None  # a bounded decode under 30 s
+
+
 def test_input_just_under_30_s(stt: WhisperStt, shared_audio: Path) -> None:
     first, first_text = speech(shared_audio, "jfk")
     second, second_text = speech(shared_audio, "2412-153948-0000")

@@ -63,6 +63,13 @@ class WhisperOptions:
         extra_tokens: ... plus this. Hitting the bound means a loop, and triggers the fallback.
         beam_size: 1 is greedy. Beam 3 cut the sample set's WER from 4.4% to 2.3% but cost
             36% more time; greedy already beats faster-whisper's default (4.8%).
+        long_beam_size: The beam for audio over 30 s (files given to ``transcribe``; a live
+            turn ends at 30 s), where time matters less than the text ...
+        long_condition_on_previous_text: ... with each 30 s window's text the prompt of the
+            next, as in faster-whisper's default. Measured on 7 files of 35-52 s (the speech
+            corpus joined, and the turns corpus's long files), one thread: WER 2.10%, as
+            faster-whisper's default, against 3.08% greedy and unconditioned (2.66% with beam 5
+            alone), for 47% more time (17.4 s against 11.8 s for the 7 files).
         compression_ratio_above: Fall back when the text's gzip ratio is above this.
         avg_logprob_below: Fall back when the mean token log-probability is below this ...
         no_speech_prob_above: ... unless no-speech is also above this (that is silence, which
@@ -83,6 +90,8 @@ class WhisperOptions:
     max_tokens_per_s: float = 8.0
     extra_tokens: int = 12
     beam_size: int = 1
+    long_beam_size: int = 5
+    long_condition_on_previous_text: bool = True
     compression_ratio_above: float = 2.4
     avg_logprob_below: float = -1.0
     no_speech_prob_above: float = 0.6
@@ -288,7 +297,7 @@ class WhisperStt:
         reason: FallbackReason | None
         if not self.options.fast_path:
             reason = FallbackReason.DISABLED
-        elif audio.shape[0] > _FULL_WINDOW_FRAMES * _HOP_SAMPLES:
+        elif _over_one_window(audio):
             reason = FallbackReason.TOO_LONG
         else:
             fast = self._decode_fast(audio)
@@ -404,22 +413,39 @@ class WhisperStt:
         )
 
     def _decode_full(self, audio: np.ndarray) -> DecodeScores:
-        """faster-whisper's own transcribe(): 30 s windows, temperature fallback, any length."""
-        model = self._loaded()
-        window_s = min(audio.shape[0] / SAMPLE_RATE_HZ, _FULL_WINDOW_FRAMES / 100)
-        # Timestamps cost about two tokens per segment on top of the text, hence 1.5x.
-        max_new_tokens = self._token_bound(window_s, factor=1.5)
-        prompt_length = len(self._tokenizer.sot_sequence)
-        segments, _info = model.transcribe(
+        """faster-whisper's own transcribe(): 30 s windows, no sampling, any length."""
+        if not _over_one_window(audio):
+            # Timestamps cost about two tokens per segment on top of the text, hence 1.5x.
+            bound = self._token_bound(audio.shape[0] / SAMPLE_RATE_HZ, factor=1.5)
+            prompt_length = len(self._tokenizer.sot_sequence)
+            # faster-whisper passes len(prompt) + max_new_tokens on as CTranslate2's max_length.
+            max_new_tokens = _max_length_for(bound, prompt_length) - prompt_length
+            return self._transcribe_windows(audio, self.options.beam_size, False, max_new_tokens)
+        # CTranslate2 already caps each window's text at 224 tokens, the bound of a full
+        # window; and with the last window's text in the prompt, the prompt's length plus a
+        # max_new_tokens would pass the model's 448 (a ValueError). So no bound here.
+        beam_size = self.options.long_beam_size
+        if self.options.long_condition_on_previous_text:
+            scores = self._transcribe_windows(audio, beam_size, True, None)
+            # A window that loops would pass its loop on to the next one as its prompt: then
+            # each window alone (faster-whisper resets the prompt after such a window only
+            # when it samples, which is never here).
+            if scores.compression_ratio <= self.options.compression_ratio_above:
+                return scores
+        return self._transcribe_windows(audio, beam_size, False, None)
+
+    def _transcribe_windows(
+        self, audio: np.ndarray, beam_size: int, condition: bool, max_new_tokens: int | None
+    ) -> DecodeScores:
+        segments, _info = self._loaded().transcribe(
             audio,
             language="en",
-            beam_size=self.options.beam_size,
-            condition_on_previous_text=False,
-            # Greedy only: the default temperature fallback samples at random, so the same
-            # audio (noise above all) could give a different transcript on each run.
+            beam_size=beam_size,
+            condition_on_previous_text=condition,
+            # No temperature fallback: it samples at random, so the same audio (noise above
+            # all) could give a different transcript on each run.
             temperature=0.0,
-            # faster-whisper passes len(prompt) + max_new_tokens on as CTranslate2's max_length.
-            max_new_tokens=_max_length_for(max_new_tokens, prompt_length) - prompt_length,
+            max_new_tokens=max_new_tokens,
             vad_filter=False,
         )
         texts: list[str] = []
@@ -471,6 +497,11 @@ def _thread_lock_for_progress_bars() -> None:
     import threading
 
     require("tqdm").tqdm.set_lock(threading.RLock())
+
+
+def _over_one_window(audio: np.ndarray) -> bool:
+    """Whether the audio is longer than Whisper's 30 s window."""
+    return audio.shape[0] > _FULL_WINDOW_FRAMES * _HOP_SAMPLES
 
 
 def _max_length_for(max_new_tokens: int, prompt_length: int) -> int:
