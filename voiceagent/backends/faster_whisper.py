@@ -66,10 +66,10 @@ class WhisperOptions:
         long_beam_size: The beam for audio over 30 s (files given to ``transcribe``; a live
             turn ends at 30 s), where time matters less than the text ...
         long_condition_on_previous_text: ... with each 30 s window's text the prompt of the
-            next, as in faster-whisper's default. Measured on 7 files of 35-52 s (the speech
-            corpus joined, and the turns corpus's long files), one thread: WER 2.10%, as
-            faster-whisper's default, against 3.08% greedy and unconditioned (2.66% with beam 5
-            alone), for 47% more time (17.4 s against 11.8 s for the 7 files).
+            next, as in faster-whisper's default. Measured on 7 recordings of 32-52 s (the
+            turns corpus's long files, the speech clips joined: ``scripts/measure_stt.py``),
+            one thread: WER 2.16%, as faster-whisper's default, against 2.44% greedy with each
+            window alone (2.30% with beam 5 alone), for 32% more time (16.5 s against 12.5 s).
         compression_ratio_above: Fall back when the text's gzip ratio is above this.
         avg_logprob_below: Fall back when the mean token log-probability is below this ...
         no_speech_prob_above: ... unless no-speech is also above this (that is silence, which
