@@ -46,7 +46,11 @@ def transcribe_files(files: list[Path], settings: Settings) -> Iterator[FileTran
     from voiceagent.audio.files import probe_audio, read_audio
     from voiceagent.backends.faster_whisper import WhisperStt
     from voiceagent.backends.silero import SileroVad
-    from voiceagent.transcript_filter import check_transcript
+    from voiceagent.transcript_filter import (
+        DEFAULT_FILTER_OPTIONS,
+        DropReason,
+        check_transcript,
+    )
 
     for path in files:
         probe_audio(path)  # every file is checked before the models load
@@ -66,6 +70,13 @@ def transcribe_files(files: list[Path], settings: Settings) -> Iterator[FileTran
             audio_s = len(samples) / 16000
             if voiced_frames < MIN_SPEECH_FRAMES:
                 yield FileTranscript(str(path), "", audio_s, 0.0, dropped="no_speech")
+                continue
+            if share < DEFAULT_FILTER_OPTIONS.min_voiced_share:
+                # Dropped whatever Whisper would say (check_transcript), so it is not asked:
+                # on a minute of music it took 7 s to loop on "see you in the next video".
+                yield FileTranscript(
+                    str(path), "", audio_s, 0.0, dropped=DropReason.LOW_VOICED_SHARE.value
+                )
                 continue
             transcript: Transcript = stt.transcribe(samples)
             reason = check_transcript(transcript, share)

@@ -88,7 +88,8 @@ def test_noise_and_music_make_no_turn_and_no_transcript(env, shared_audio, name)
     assert [e for e in events if e["event"] in ("transcript", "turn")] == []
     transcribed = voiceagent("transcribe", str(shared_audio / "noise" / name), "--json", env=env)
     assert transcribed.returncode == 0, transcribed.stderr
-    assert json.loads(transcribed.stdout)["text"] == ""
+    row = json.loads(transcribed.stdout)
+    assert row["text"] == "" and row["dropped"], row  # dropped, and said so
 
 
 def test_transcribe_json_fields(env, shared_audio):

@@ -66,10 +66,12 @@ class WhisperOptions:
         long_beam_size: The beam for audio over 30 s (files given to ``transcribe``; a live
             turn ends at 30 s), where time matters less than the text ...
         long_condition_on_previous_text: ... with each 30 s window's text the prompt of the
-            next, as in faster-whisper's default. Measured on 7 recordings of 32-52 s (the
-            turns corpus's long files, the speech clips joined: ``scripts/measure_stt.py``),
-            one thread: WER 2.16%, as faster-whisper's default, against 2.44% greedy with each
-            window alone (2.30% with beam 5 alone), for 32% more time (16.5 s against 12.5 s).
+            next, as in faster-whisper's default; greedy with each window alone when a window
+            loops (a compression ratio over ``compression_ratio_above``). Measured on 7
+            recordings of 32-52 s (the turns corpus's long files, the speech clips joined:
+            ``scripts/measure_stt.py``), one thread: WER 2.16%, as faster-whisper's default,
+            against 2.44% greedy with each window alone (2.30% with beam 5 alone), for 32%
+            more time (16.5 s against 12.5 s).
         compression_ratio_above: Fall back when the text's gzip ratio is above this.
         avg_logprob_below: Fall back when the mean token log-probability is below this ...
         no_speech_prob_above: ... unless no-speech is also above this (that is silence, which
@@ -424,15 +426,16 @@ class WhisperStt:
         # CTranslate2 already caps each window's text at 224 tokens, the bound of a full
         # window; and with the last window's text in the prompt, the prompt's length plus a
         # max_new_tokens would pass the model's 448 (a ValueError). So no bound here.
-        beam_size = self.options.long_beam_size
-        if self.options.long_condition_on_previous_text:
-            scores = self._transcribe_windows(audio, beam_size, True, None)
-            # A window that loops would pass its loop on to the next one as its prompt: then
-            # each window alone (faster-whisper resets the prompt after such a window only
-            # when it samples, which is never here).
-            if scores.compression_ratio <= self.options.compression_ratio_above:
-                return scores
-        return self._transcribe_windows(audio, beam_size, False, None)
+        condition = self.options.long_condition_on_previous_text
+        scores = self._transcribe_windows(audio, self.options.long_beam_size, condition, None)
+        if scores.compression_ratio <= self.options.compression_ratio_above:
+            return scores
+        # A window looped. The beam loops where greedy decoding does not (on music: "Thank
+        # you so much for watching ... see you in the next video, see you in the" at a mean
+        # log-probability of -0.12, where greedy gave "."), and a prompted window passes its
+        # loop on to the next. So again greedy, each window alone (faster-whisper's default
+        # resets the prompt and samples instead, at random).
+        return self._transcribe_windows(audio, self.options.beam_size, False, None)
 
     def _transcribe_windows(
         self, audio: np.ndarray, beam_size: int, condition: bool, max_new_tokens: int | None
