@@ -388,3 +388,14 @@ def test_input_ending_during_a_pause_still_answers_and_never_hangs(tmp_path):
     assert [t.user_text for t in turns] == ["What time is it?"]
     assert turns[0].reply_text == "Hello there. How can I help you today?"
     assert turns[0].latency_ms["voice_to_voice"] is not None
+
+
+def test_a_user_who_never_stops_is_cut_within_whispers_30_s_window(tmp_path):
+    # Over 30 s of audio Whisper takes its full-window path: 1.2-1.8 s instead of ~0.5 s.
+    events, stt, _, _ = run_session(tmp_path, [(1.0, 40.0)], 42.0, ["On and on.", "And on."])
+    ends = events.of(SpeechEnd)
+    assert len(ends) == 2
+    cut = ends[0].decided_audio_s - 1.0  # the first turn's speech, up to the cut
+    assert 29.0 <= cut <= 29.6, cut
+    whole = [seconds for seconds in stt.calls if seconds > 25.0]
+    assert whole and max(whole) <= 30.0, stt.calls  # with the pre-roll, still in one window

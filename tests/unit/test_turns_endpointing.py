@@ -156,12 +156,13 @@ def test_too_little_speech_is_dropped_once_the_silence_has_passed() -> None:
 
 
 def test_max_turn_cuts_a_user_who_never_stops() -> None:
-    speaking = policy.decide(None, 29.9, 29.0, None, turn_start_s=0.0)
+    capped = EndpointingPolicy(EndpointingConfig(max_turn_s=30.0))
+    speaking = capped.decide(None, 29.9, 29.0, None, turn_start_s=0.0)
     assert speaking.action is EndpointAction.WAIT
     assert speaking.silence_so_far_ms == 0
-    assert policy.decide(None, 30.0, 29.5, None, 0.0).action is EndpointAction.MAX_TURN
+    assert capped.decide(None, 30.0, 29.5, None, 0.0).action is EndpointAction.MAX_TURN
     # A wait is never promised beyond the maximum turn length.
-    near_limit = policy.decide(29.8, 29.9, 29.0, None, turn_start_s=0.0)
+    near_limit = capped.decide(29.8, 29.9, 29.0, None, turn_start_s=0.0)
     assert near_limit.action is EndpointAction.WAIT
     assert near_limit.wait_remaining_ms == pytest.approx(100)
 

@@ -64,7 +64,8 @@ class WhisperOptions:
         beam_size: 1 is greedy. Beam 3 cut the sample set's WER from 4.4% to 2.3% but cost
             36% more time; greedy already beats faster-whisper's default (4.8%).
         long_beam_size: The beam for audio over 30 s (files given to ``transcribe``; a live
-            turn ends at 30 s), where time matters less than the text ...
+            turn is cut before, see ``EndpointingConfig.max_turn_s``), where time matters less
+            than the text ...
         long_condition_on_previous_text: ... with each 30 s window's text the prompt of the
             next, as in faster-whisper's default; greedy with each window alone when a window
             loops (a compression ratio over ``compression_ratio_above``). Measured on 7
