@@ -31,13 +31,16 @@ from voiceagent.backends.faster_whisper import (
     FallbackReason,
     WhisperStt,
 )
+from voiceagent.backends.silero import SileroVad
 from voiceagent.models.catalog import ModelKind
 from voiceagent.models.store import resolve_model
+from voiceagent.transcribe import transcribe_audio
 
 SHARED_AUDIO = Path(__file__).resolve().parents[2] / "shared" / "audio"
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg"}
 SHORT_S = 10.0
-LONG_CONFIGS = {"faster-whisper default (30 s, beam 5)", "WhisperStt"}
+TRANSCRIBE = "voiceagent transcribe (long: chunks)"
+LONG_CONFIGS = {"faster-whisper default (30 s, beam 5)", "WhisperStt", TRANSCRIBE}
 
 
 @dataclass(frozen=True)
@@ -112,8 +115,21 @@ def faster_whisper_runner(model: object, **kwargs: object) -> Runner:
 
 def whisper_stt_runner(stt: WhisperStt) -> Runner:
     def run(audio: np.ndarray) -> Outcome:
+        stt.forget_drafts()  # each configuration hears the clip as new
         result = stt.transcribe_detailed(audio)
         return Outcome(result.transcript.text, result.transcript.stt_ms, result.fallback)
+
+    return run
+
+
+def transcribe_runner(stt: WhisperStt, vad: SileroVad) -> Runner:
+    """What `voiceagent transcribe` does: with its guards, and over 30 s in chunks cut at
+    pauses (a dropped text counts as empty)."""
+
+    def run(audio: np.ndarray) -> Outcome:
+        stt.forget_drafts()  # each configuration hears the clip as new
+        text, stt_ms, _dropped = transcribe_audio(audio, stt, vad)
+        return Outcome(text, stt_ms)
 
     return run
 
@@ -125,12 +141,14 @@ def build_runners(model_path: Path, threads: int, sweep: bool) -> dict[str, Runn
         str(model_path), device="cpu", compute_type="int8", cpu_threads=threads, num_workers=1
     )
     stt = WhisperStt.load(model_path, threads=threads)
+    vad = SileroVad.load(resolve_model("silero-vad", ModelKind.VAD))
     runners = {
         "faster-whisper default (30 s, beam 5)": faster_whisper_runner(baseline),
         "faster-whisper greedy (30 s, beam 1)": faster_whisper_runner(
             baseline, beam_size=1, without_timestamps=True
         ),
         "WhisperStt": whisper_stt_runner(stt),
+        TRANSCRIBE: transcribe_runner(stt, vad),
     }
     if sweep:
         variants = {

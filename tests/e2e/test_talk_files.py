@@ -92,6 +92,29 @@ def test_noise_and_music_make_no_turn_and_no_transcript(env, shared_audio, name)
     assert row["text"] == "" and row["dropped"], row  # dropped, and said so
 
 
+def test_transcribe_keeps_the_speech_of_a_long_file_and_drops_its_music(env, shared_audio, tmp_path):
+    # Over 30 s a file is cut at pauses and each chunk judged alone: 25 s of music, then
+    # two recordings of speech. The music gives no words; the speech is all there.
+    from voiceagent.audio.files import read_audio, write_wav
+
+    music = read_audio(shared_audio / "noise" / "Kevin_MacLeod_-_Vibe_Ace.ogg").samples
+    names = ["jfk", "LJ001-0001"]
+    speech = [
+        read_audio(next((shared_audio / "speech").glob(f"{name}.*[!t]"))).samples
+        for name in names
+    ]
+    pause = np.zeros(16000, dtype=np.float32)
+    mixed = tmp_path / "music_then_talk.wav"
+    write_wav(mixed, np.concatenate([music[: 25 * 16000], pause, speech[0], pause, speech[1]]), 16000)
+    done = voiceagent("transcribe", str(mixed), "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    row = json.loads(done.stdout)
+    assert row["dropped"] is None and row["audio_s"] > 30, row
+    text = row["text"].lower()
+    assert text.startswith("and so my fellow americans"), text  # nothing from the music
+    assert "what you can do for your country" in text and "printing" in text, text
+
+
 def test_transcribe_json_fields(env, shared_audio):
     path = shared_audio / "speech" / "jfk.flac"
     done = voiceagent("transcribe", str(path), "--json", env=env)

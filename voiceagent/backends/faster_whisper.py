@@ -279,6 +279,12 @@ class WhisperStt:
         decoder = self._decoder if options.torch_decoder else None
         return WhisperStt(self._loaded(), self.path, options, decoder, self._drafts)
 
+    def forget_drafts(self) -> None:
+        """Forget the transcripts kept as drafts, so the next audio is decoded as if new
+        (measurements that transcribe the same audio twice)."""
+        if self._drafts is not None:
+            self._drafts.clear()
+
     def transcribe(self, audio_16k: np.ndarray) -> Transcript:
         """Transcribe one utterance of 16 kHz mono float32 audio (any length)."""
         return self.transcribe_detailed(audio_16k).transcript
