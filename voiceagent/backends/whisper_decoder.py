@@ -9,8 +9,9 @@ oneDNN's matrix-vector path). fbgemm keeps the weights packed once, at load.
 What a draft buys: a step of the decoder is bound by reading its ~30 MB of weights, not by
 arithmetic, so checking 20 drafted tokens in one batched pass costs about two steps. The words
 of a partial transcript of the same utterance (made while the user spoke) are such a draft.
-Greedy decoding keeps its exact result: a drafted token is kept only where it is the argmax,
-and decoding goes on step by step from the first one that is not.
+A drafted token is kept only where it is the argmax, and decoding goes on step by step from
+the first one that is not. That is greedy decoding's result up to rounding: a pass of many
+tokens shares one int8 activation scale, so a near-tie can go the draft's way (see decode()).
 """
 
 from __future__ import annotations
