@@ -5,24 +5,21 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from voiceagent.backends.faster_whisper import WINDOW_SAMPLES, WhisperStt
+from voiceagent.backends.silero import SileroVad
 from voiceagent.config import Settings
 from voiceagent.interfaces import Transcript
 from voiceagent.models.catalog import ModelKind
 from voiceagent.models.store import resolve_model
-
-if TYPE_CHECKING:
-    from voiceagent.backends.faster_whisper import WhisperStt
-    from voiceagent.backends.silero import SileroVad
+from voiceagent.transcript_filter import DEFAULT_FILTER_OPTIONS, DropReason, check_transcript
 
 FRAME = 512
 SPEECH_PROBABILITY = 0.5
 MIN_SPEECH_FRAMES = 8  # ~250 ms
 MAX_CHUNK_FRAMES = 29 * 16000 // FRAME  # a long file is cut into chunks inside Whisper's 30 s
-WINDOW_SAMPLES = 30 * 16000  # Whisper's window
 PAD_FRAMES = 10  # ~320 ms of the file kept before the first and after the last voiced frame
 
 
@@ -88,13 +85,12 @@ def speech_chunks(
 
 def transcribe_files(files: list[Path], settings: Settings) -> Iterator[FileTranscript]:
     from voiceagent.audio.files import probe_audio, read_audio
-    from voiceagent.backends import faster_whisper, silero
 
     for path in files:
         probe_audio(path)  # every file is checked before the models load
-    vad = silero.SileroVad.load(resolve_model(settings.vad_model, ModelKind.VAD))
+    vad = SileroVad.load(resolve_model(settings.vad_model, ModelKind.VAD))
     stt_path = resolve_model(settings.stt_model, ModelKind.STT)
-    stt = faster_whisper.WhisperStt.load(stt_path, threads=settings.threads)
+    stt = WhisperStt.load(stt_path, threads=settings.threads)
     try:
         for path in files:
             samples = read_audio(path).samples
@@ -146,8 +142,6 @@ class _Part:
 
 def _transcribe_part(stt: WhisperStt, samples: np.ndarray, probabilities: np.ndarray) -> _Part:
     """One file, or one chunk of a long one, with the guards of a live turn."""
-    from voiceagent.transcript_filter import DEFAULT_FILTER_OPTIONS, DropReason, check_transcript
-
     voiced_frames, share = voiced_span_share(probabilities)
     if voiced_frames < MIN_SPEECH_FRAMES:
         return _Part("", 0.0, voiced_frames, "no_speech")

@@ -39,6 +39,7 @@ _log = logging.getLogger(__name__)
 SAMPLE_RATE_HZ = 16000
 _HOP_SAMPLES = 160  # one mel frame per 10 ms
 _FULL_WINDOW_FRAMES = 3000  # Whisper's 30 s window
+WINDOW_SAMPLES = _FULL_WINDOW_FRAMES * _HOP_SAMPLES  # longer audio is decoded in windows
 _WINDOW_STEP_FRAMES = 100  # the fast path's window: whole seconds (so an even frame count)
 _MAX_DECODER_TOKENS = 448
 _MIN_SAMPLES = 400  # one FFT window; shorter input is padded with silence
@@ -511,7 +512,7 @@ def _thread_lock_for_progress_bars() -> None:
 
 def _over_one_window(audio: np.ndarray) -> bool:
     """Whether the audio is longer than Whisper's 30 s window."""
-    return audio.shape[0] > _FULL_WINDOW_FRAMES * _HOP_SAMPLES
+    return audio.shape[0] > WINDOW_SAMPLES
 
 
 def _max_length_for(max_new_tokens: int, prompt_length: int) -> int:
