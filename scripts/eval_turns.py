@@ -4,9 +4,13 @@ Runs the listening half of the session (no reply) at real-time pace, so the spec
 transcript is ready exactly when it would be live, and reports:
 - turns ended inside a hesitation, and turns never ended (must be 0);
 - turns ended inside any other pause of a turn (between its sentences), with the pause's length;
-- the end-of-utterance delay (decision minus the moment the voice stopped), in audio time.
+- the end-of-utterance delay (decision minus the moment the voice stopped), in audio time;
+- with --natural, the unannotated recordings of natural and read speech with pauses: every end
+  that waited the longest wait (the speaker seemed to stop mid-phrase), and whether the speaker
+  went on within a second of it (a reply would have talked over them).
 
-Usage: .venv/bin/python scripts/eval_turns.py [--eou-silence-ms 600] [--fast]
+Usage: .venv/bin/python scripts/eval_turns.py [--eou-silence-ms 600] [--max-silence-ms 1500]
+       [--natural] [--fast]
 (VOICEAGENT_TURN_MODEL=none for the silence policy alone; Smart Turn is used when pulled.)
 """
 
@@ -16,6 +20,7 @@ import argparse
 import asyncio
 import json
 import statistics
+from dataclasses import replace
 from pathlib import Path
 
 from voiceagent.audio.clock import MonotonicClock
@@ -29,10 +34,17 @@ from voiceagent.turns.endpointing import EndpointingConfig
 TURNS = Path(__file__).resolve().parents[1].parent / "shared" / "audio" / "turns"
 
 
-def run(path: Path, models, silence_ms: int, realtime: bool) -> CollectedEvents:  # noqa: ANN001
+NATURAL = (
+    "silero_lecture.wav",
+    "asr-reference.wav",
+    "OSR_us_000_0034_8k.wav",
+    "sentencesWithSilences.wav",
+)
+
+
+def run(path: Path, models, endpointing: EndpointingConfig, realtime: bool) -> CollectedEvents:  # noqa: ANN001
     events = CollectedEvents()
     clock = MonotonicClock()
-    endpointing = EndpointingConfig().with_silence_ms(silence_ms)
     source = FileSource.open(path, realtime=realtime, clock=clock, trailing_silence_ms=2500)
     options = SessionOptions(reply=False, realtime=realtime, endpointing=endpointing)
     asyncio.run(VoiceSession(models, source, None, events, clock, options).run())
@@ -42,13 +54,19 @@ def run(path: Path, models, silence_ms: int, realtime: bool) -> CollectedEvents:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--eou-silence-ms", type=int, default=600)
+    parser.add_argument("--max-silence-ms", type=int, default=None)
+    parser.add_argument("--natural", action="store_true")
     parser.add_argument("--fast", action="store_true")
     args = parser.parse_args()
+    endpointing = EndpointingConfig()
+    if args.max_silence_ms is not None:
+        endpointing = replace(endpointing, max_silence_ms=args.max_silence_ms)
+    endpointing = endpointing.with_silence_ms(args.eou_silence_ms)
     settings = load_settings()
     models = load_models(settings, reply=False)
     try:
         spec = json.loads((TURNS / "hesitations.json").read_text())
-        events = run(TURNS / "hesitations.wav", models, args.eou_silence_ms, not args.fast)
+        events = run(TURNS / "hesitations.wav", models, endpointing, not args.fast)
         ends = events.of(SpeechEnd)
         drops = events.of(Dropped)
         inside = []
@@ -93,8 +111,35 @@ def main() -> None:
         online = [e.eou_ms for e in ends]
         if online and not args.fast:
             print(f"  eou wall-clock median {statistics.median(online):.0f} ms")
+        if args.natural:
+            report_natural(models, endpointing, not args.fast)
     finally:
         models.close()
+
+
+def report_natural(models, endpointing: EndpointingConfig, realtime: bool) -> None:  # noqa: ANN001
+    longest = endpointing.max_silence_ms
+    waited = went_on = 0
+    for name in NATURAL:
+        events = run(TURNS / name, models, endpointing, realtime)
+        ends = events.of(SpeechEnd)
+        starts = [e.audio_s for e in events.of(SpeechStart)]
+        print(f"{name}: {len(ends)} turn ends")
+        for end in ends:
+            if (end.decided_audio_s - end.audio_s) * 1000 < longest - 1:
+                continue
+            waited += 1
+            later = [s for s in starts if s > end.audio_s]
+            pause = later[0] - end.audio_s if later else None
+            if pause is not None and pause - (end.decided_audio_s - end.audio_s) < 1.0:
+                went_on += 1
+            shown = f"{pause * 1000:.0f} ms" if pause is not None else "the end"
+            print(f"  voice stopped at {end.audio_s:.2f} s, ended after the longest wait; "
+                  f"the voice came back after {shown}")  # fmt: skip
+    print(
+        f"natural recordings: {waited} ends after the longest wait ({longest:.0f} ms), "
+        f"{went_on} with the speaker going on within 1 s of the decision"
+    )
 
 
 if __name__ == "__main__":
