@@ -347,6 +347,14 @@ def bench(
     baseline: Annotated[
         bool, typer.Option("--baseline", help="Also run the sequential README pipeline.")
     ] = False,
+    no_speculation: Annotated[
+        bool,
+        typer.Option(
+            "--no-speculation",
+            help="Also run the first configuration with nothing started before the end of "
+            "the turn is decided: what speculation buys.",
+        ),
+    ] = False,
     limit: Annotated[
         int | None, typer.Option("--limit", min=1, help="At most N recordings per corpus.")
     ] = None,
@@ -360,7 +368,8 @@ def bench(
 
     options = BenchOptions(
         corpora=list(corpora or []), stt=split_ids(stt, "--stt"), llm=split_ids(llm, "--llm"),
-        voice=split_ids(voice, "--voice"), baseline=baseline, limit=limit, fast=fast,
+        voice=split_ids(voice, "--voice"), baseline=baseline, no_speculation=no_speculation,
+        limit=limit, fast=fast,
     )  # fmt: skip
     bench_command(_settings(), options, json_file=json_file, plot_file=plot, as_markdown=markdown)
 

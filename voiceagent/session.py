@@ -129,6 +129,11 @@ class SessionOptions:
     # Transcribe the words so far this often while the user speaks (real time only): for the
     # display, and so the LLM can read the prompt ahead. None: only the pause is transcribed.
     partial_every_s: float | None = None
+    # False: nothing starts on the user's words before the end of the turn is decided (no
+    # early transcript, no read-ahead, no reply). The pause is still transcribed for the
+    # end-of-turn policy, so the decisions are the same, but the turn's transcript is made
+    # again once it is decided. `bench --no-speculation` measures what speculation buys.
+    speculate: bool = True
 
 
 @dataclass
@@ -411,6 +416,7 @@ class VoiceSession:
         stt = self.models.stt_partial
         if (
             stt is None
+            or not self.options.speculate
             or not self._vad_state.is_speech
             or probability >= WEAK_VOICE_PROBABILITY
             or (utterance.partial is not None and not utterance.partial.done())
@@ -463,7 +469,7 @@ class VoiceSession:
         """Have the LLM read the prompt with the user's words so far, but the last one (Whisper
         may still change it), so the reply only reads the rest of the prompt once the turn ends.
         Measured here on a 40-token user message: first token 82 ms instead of 233."""
-        if self.history is None or self._respond_task is not None:
+        if self.history is None or self._respond_task is not None or not self.options.speculate:
             return
         words = partial_text.split()
         if len(words) < 3:
@@ -596,9 +602,14 @@ class VoiceSession:
             stop_sample = frame_end
             utterance.voice_stopped_s = self._audio_time_to_session(frame_end)
         voice_stopped_s = utterance.voice_stopped_s or decided_s
-        speculative = utterance.speculation is not None
-        if utterance.speculation is None:
-            audio = self._audio_between(utterance.start_sample, frame_end)
+        speculative = utterance.speculation is not None and self.options.speculate
+        if not speculative:
+            if utterance.speculation is not None:  # made for the decision only
+                self._drop_speculation(utterance)
+                forget_drafts = getattr(self.models.stt, "forget_drafts", None)
+                if forget_drafts is not None:
+                    forget_drafts()  # a draft of the same audio would make it faster
+            audio = self._audio_between(utterance.start_sample, stop_sample)
             utterance.speculation = self._transcribe(utterance, audio)
         transcript = await utterance.speculation
         # When the text existed: for a speculative transcript, usually before the end of the
@@ -663,7 +674,9 @@ class VoiceSession:
     ) -> None:
         """The user is pausing and the pause's transcript is ready: start thinking and
         synthesising now, so the answer is ready when the end of the turn is confirmed."""
-        if not (self.options.reply and self.options.realtime) or self._respond_task is not None:
+        if not (self.options.reply and self.options.realtime and self.options.speculate):
+            return
+        if self._respond_task is not None:
             return
         utterance = self._utterance
         began_s = utterance.began_s if utterance is not None else self.clock.now_s()

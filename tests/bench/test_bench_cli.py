@@ -55,7 +55,10 @@ def test_a_small_real_run_reports_every_contract_field(models_env, tmp_path):
     plot_path = tmp_path / "bench.png"
     result = runner.invoke(
         app,
-        ["bench", "--limit", "2", "--baseline", "--json", str(json_path), "--plot", str(plot_path)],
+        [
+            "bench", "--limit", "2", "--baseline", "--no-speculation", "--json", str(json_path),
+            "--plot", str(plot_path),
+        ],  # fmt: skip
     )
     assert result.exit_code == 0, result.output
     assert "streaming" in result.output and "baseline" in result.output
@@ -65,7 +68,8 @@ def test_a_small_real_run_reports_every_contract_field(models_env, tmp_path):
     machine = data["machine"]
     assert machine["cpu"] and machine["cores_logical"] >= 1 and machine["threads_used"] >= 1
     assert machine["packages"]["faster-whisper"]
-    assert [r["config"]["mode"] for r in data["runs"]] == ["streaming", "baseline"]
+    modes = [r["config"]["mode"] for r in data["runs"]]
+    assert modes == ["streaming", "no-speculation", "baseline"]
     for run in data["runs"]:
         assert CONTRACT_RUN_KEYS <= set(run), run.keys()
         config = run["config"]
@@ -92,4 +96,7 @@ def test_a_small_real_run_reports_every_contract_field(models_env, tmp_path):
     # The session's own figure is kept beside the one from the true end of speech.
     assert streaming["latency_ms"]["voice_to_voice_session"]["p50"] is not None
     assert data["speed_up"]["voice_to_voice_p50"] > 0
+    # Both sessions answered both recordings; what speculation bought is measured, not assumed.
+    assert data["speculation"]["recordings"] == 2
+    assert "speculation buys a median" in result.output
     assert plot_path.read_bytes()[:4] == b"\x89PNG"

@@ -99,6 +99,25 @@ def test_labels_name_only_what_differs():
     assert render.shared_models(report) == "llm smollm2-135m-instruct, voice piper-en_US-joe-medium"
 
 
+def test_what_speculation_buys_is_the_median_of_each_recordings_difference():
+    report = _report()
+    # Paired by recording: the p50s differ by 100 ms, the recordings by 50, 300 and 20 ms.
+    report.runs.append(_run(Mode.NO_SPECULATION, [950.0, 1300.0, 1120.0]))
+    ours, unspeculative, gain_ms, count = report.speculation_gain()
+    assert (ours.config.mode, unspeculative.config.mode) == (Mode.STREAMING, Mode.NO_SPECULATION)
+    assert gain_ms == 50.0 and count == 3
+    data = report.to_json()["speculation"]
+    assert data == {
+        "median_gain_ms": 50.0, "recordings": 3, "streaming_p50_ms": 1000.0,
+        "no_speculation_p50_ms": 1120.0,
+    }  # fmt: skip
+    assert "speculation buys a median 50 ms per recording (3 recordings)" in render.markdown(report)
+    # A recording one side did not answer is left out of the pairs.
+    report.runs[-1].utterances[1].latency_ms["voice_to_voice"] = None
+    assert report.speculation_gain()[2:] == (35.0, 2)
+    assert "speculation" not in _report().to_json()
+
+
 def test_the_terminal_table_has_a_row_per_run():
     from rich.console import Console
 

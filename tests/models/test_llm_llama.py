@@ -356,3 +356,21 @@ def test_valid_header_that_llama_cpp_rejects(
     assert "llama.cpp cannot load" in _load_error(tiny)
     captured = capfd.readouterr()
     assert captured.err == "" and captured.out == ""
+
+
+def test_a_benchmark_session_starts_with_only_the_system_prompt_cached(llm: LlamaLlm) -> None:
+    """`bench` runs configurations of one recording back to back on the same LLM: the second
+    must not find the first one's prompt, the same words, in the cache."""
+    from voiceagent.bench.pool import TimedLlm
+
+    timed = TimedLlm(llm)
+    timed.start_fresh(SYSTEM)
+    warmed = llm.cached_tokens()
+    list(timed.stream_reply(ask(QUESTIONS[2]), ReplyLimits(max_tokens=4), never))
+    assert llm.cached_tokens() > warmed
+    timed.start_fresh(SYSTEM)
+    assert llm.cached_tokens() == warmed
+    list(timed.stream_reply(ask(QUESTIONS[2]), ReplyLimits(max_tokens=4), never))
+    stats = llm.last_reply
+    assert stats.cached_prompt_tokens == warmed
+    assert stats.evaluated_prompt_tokens == stats.prompt_tokens - warmed > 0

@@ -60,6 +60,7 @@ def run_session(
     stt_partial: FakeStt | None = None,
     llm: FakeLlm | None = None,
     weak_frames_at_s: tuple[float, ...] = (),
+    speculate: bool = True,
 ) -> tuple[CollectedEvents, FakeStt, FakeLlm, VoiceSession]:
     audio = scripted_audio(speech_s, total_s)
     for at_s in weak_frames_at_s:  # one 32 ms frame of fainter voice, scored 0.6 (WeakVoiceVad)
@@ -80,7 +81,7 @@ def run_session(
         models, source, sink, events, clock,
         SessionOptions(
             duplex=duplex, max_turns=max_turns, input_hears_output=input_hears_output,
-            partial_every_s=partial_every_s,
+            partial_every_s=partial_every_s, speculate=speculate,
         ),
         system_prompt="Be brief.", history_tokens=500,
     )  # fmt: skip
@@ -240,6 +241,30 @@ class WordsSoFarStt(FakeStt):
         words = self.texts[0].split()
         count = max(1, min(len(words), int(3 * len(audio_16k) / 16000)))
         return Transcript(text=" ".join(words[:count]), audio_s=len(audio_16k) / 16000, stt_ms=1.0)
+
+
+def test_without_speculation_nothing_starts_before_the_end_of_the_turn(tmp_path):
+    # What `bench --no-speculation` compares with: the same pauses and decisions, but the
+    # transcript, the read-ahead and the reply wait for the decision. A faint last frame and
+    # partials would each start work early with speculation on.
+    sentence = "please tell me what the weather will be like in Paris tomorrow"
+    partial = WordsSoFarStt([sentence])
+    events, stt, llm, session = run_session(
+        tmp_path, [(0.512, 2.048), (2.752, 4.512)], 7.0, ["please tell me about", sentence],
+        partial_every_s=1.0, stt_partial=partial, weak_frames_at_s=(2.016, 4.48),
+        speculate=False,
+    )  # fmt: skip
+    assert [t.user_text for t in events.of(Turn)] == [sentence]
+    turn = events.of(Turn)[0]
+    assert not turn.speculative and not turn.reply_started_early
+    # The 700 ms pause's transcript and the last pause's served only the decisions; the
+    # turn's transcript was made again once it was decided, from the same audio.
+    assert len(stt.calls) == 3 and stt.calls[2] == pytest.approx(stt.calls[1], abs=0.04)
+    assert partial.calls and len(events.of(PartialTranscript)) == len(partial.calls)
+    assert [p[-1].content for p in llm.prompts] == [sentence]  # no reply during the pause
+    assert all(p[-1].role is not Role.USER for p in llm.prefills)  # no read-ahead
+    assert events.of(Reply)[0].text == turn.reply_text
+    assert session.history.messages()[-2].content == sentence
 
 
 def test_words_so_far_are_shown_and_read_ahead_by_the_llm(tmp_path):

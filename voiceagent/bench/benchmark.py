@@ -49,6 +49,7 @@ class BenchOptions:
     llm: list[str] = field(default_factory=list)
     voice: list[str] = field(default_factory=list)
     baseline: bool = False
+    no_speculation: bool = False
     limit: int | None = None
     fast: bool = False
 
@@ -78,6 +79,8 @@ def describe_command(options: BenchOptions) -> str:
             parts += [flag, ",".join(ids)]
     if options.baseline:
         parts.append("--baseline")
+    if options.no_speculation:
+        parts.append("--no-speculation")
     if options.limit is not None:
         parts += ["--limit", str(options.limit)]
     if options.fast:
@@ -103,6 +106,11 @@ def run_benchmark(
         for c in choices
     ]
     choice_of = {run.config.key: choice for run, choice in zip(runs, choices, strict=True)}
+    if options.no_speculation and reply:  # the first configuration again, interleaved
+        first = choices[0]
+        unspeculative = RunReport(RunConfig(first.stt, first.llm, first.voice, Mode.NO_SPECULATION))
+        runs.append(unspeculative)
+        choice_of[unspeculative.config.key] = first
     machine = describe_machine(settings.threads)  # before the run: the load average is of now
     pool = ModelPool(settings)
     pool.resolve(choices, reply)  # every model present and intact before anything loads
@@ -113,8 +121,8 @@ def run_benchmark(
         pool.load(
             choices, reply, on_loading=lambda k, ref: report_progress(0, total, f"loading {ref}")
         )
-        for run, choice in zip(runs, choices, strict=True):
-            run.models_rss_mb = pool.models_rss_mb(choice, reply)
+        for run in runs:
+            run.models_rss_mb = pool.models_rss_mb(choice_of[run.config.key], reply)
         if options.baseline:
             baseline, baseline_run = _load_baseline(pool, choices[0], settings, reply)
             runs.append(baseline_run)
@@ -149,6 +157,7 @@ def run_benchmark(
                             result = _run_streaming(
                                 pool, choice, utterance, samples, speech, settings,
                                 realtime=reply, reply=reply,
+                                speculate=run.config.mode is not Mode.NO_SPECULATION,
                             )  # fmt: skip
                     result.cpu_s, result.wall_s = phase.cpu_s, phase.wall_s
                     run.add(result)
@@ -179,6 +188,7 @@ def _run_streaming(
     settings: Settings,
     realtime: bool,
     reply: bool,
+    speculate: bool = True,
 ) -> UtteranceResult:
     session_models = pool.models_for(choice, reply)
     audio_s = len(samples) / PIPELINE_RATE_HZ
@@ -188,7 +198,7 @@ def _run_streaming(
             asyncio.wait_for(
                 run_utterance(
                     session_models, utterance, audio_s, speech, settings,
-                    realtime=realtime, reply=reply,
+                    realtime=realtime, reply=reply, speculate=speculate,
                 ),
                 limit_s,
             )

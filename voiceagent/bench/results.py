@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -15,6 +16,8 @@ SCHEMA_VERSION = 1
 class Mode(StrEnum):
     STREAMING = "streaming"  # our VoiceSession, as `talk` runs it
     BASELINE = "baseline"  # the sequential README pipeline
+    # Our VoiceSession with nothing started before the end of the turn is decided
+    NO_SPECULATION = "no-speculation"
 
 
 @dataclass(frozen=True)
@@ -147,26 +150,52 @@ class BenchReport:
     fast: bool = False
     process_peak_rss_mb: float = 0.0
 
+    def _streaming_like(self, other: RunReport) -> RunReport | None:
+        """The streaming run with ``other``'s models."""
+        models = (other.config.stt, other.config.llm, other.config.voice)
+        return next(
+            (
+                r for r in self.runs
+                if r.config.mode is Mode.STREAMING
+                and (r.config.stt, r.config.llm, r.config.voice) == models
+            ),
+            None,
+        )  # fmt: skip
+
     def speed_up(self) -> tuple[RunReport, RunReport, float] | None:
         """(ours, baseline, baseline p50 / our p50 voice_to_voice) for the baseline's models."""
         baseline = next((r for r in self.runs if r.config.mode is Mode.BASELINE), None)
         if baseline is None:
             return None
-        base = baseline.config
-        ours = next(
-            (
-                r for r in self.runs
-                if r.config.mode is Mode.STREAMING
-                and (r.config.stt, r.config.llm, r.config.voice) == (base.stt, base.llm, base.voice)
-            ),
-            None,
-        )  # fmt: skip
+        ours = self._streaming_like(baseline)
         if ours is None:
             return None
         ratio = metrics.speed_up(
             baseline.spread("voice_to_voice").p50, ours.spread("voice_to_voice").p50
         )
         return None if ratio is None else (ours, baseline, ratio)
+
+    def speculation_gain(self) -> tuple[RunReport, RunReport, float, int] | None:
+        """What speculation buys: (ours, the run without it, the median over recordings of
+        its voice_to_voice minus ours, the recordings both answered). Each recording's last
+        turn is compared with the same recording's, so the machine's hour cancels out."""
+        unspeculative = next((r for r in self.runs if r.config.mode is Mode.NO_SPECULATION), None)
+        if unspeculative is None or not unspeculative.latency_measured:
+            return None
+        ours = self._streaming_like(unspeculative)
+        if ours is None:
+            return None
+        gains = [
+            without - with_
+            for with_, without in zip(
+                ours.latencies("voice_to_voice"), unspeculative.latencies("voice_to_voice"),
+                strict=True,
+            )
+            if with_ is not None and without is not None
+        ]  # fmt: skip
+        if not gains:
+            return None
+        return ours, unspeculative, statistics.median(gains), len(gains)
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -186,5 +215,14 @@ class BenchReport:
                 "voice_to_voice_p50": round(ratio, 2),
                 "streaming_p50_ms": ours.spread("voice_to_voice").to_json()["p50"],
                 "baseline_p50_ms": baseline.spread("voice_to_voice").to_json()["p50"],
+            }
+        gain = self.speculation_gain()
+        if gain is not None:
+            ours, unspeculative, gain_ms, count = gain
+            data["speculation"] = {
+                "median_gain_ms": round(gain_ms, 1),
+                "recordings": count,
+                "streaming_p50_ms": ours.spread("voice_to_voice").to_json()["p50"],
+                "no_speculation_p50_ms": unspeculative.spread("voice_to_voice").to_json()["p50"],
             }
         return data

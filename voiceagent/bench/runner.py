@@ -239,8 +239,11 @@ class _TurnRecorder:
             self.turns.append((event, self._transcript_speech_end_at, first))
 
 
-def session_options(settings: Settings, realtime: bool, reply: bool) -> SessionOptions:
-    """The options ``talk --input FILE`` runs with."""
+def session_options(
+    settings: Settings, realtime: bool, reply: bool, speculate: bool = True
+) -> SessionOptions:
+    """The options ``talk --input FILE`` runs with (``speculate=False``: see
+    :attr:`SessionOptions.speculate`)."""
     return SessionOptions(
         duplex=Duplex.HALF,
         reply=reply,
@@ -249,6 +252,7 @@ def session_options(settings: Settings, realtime: bool, reply: bool) -> SessionO
         limits=ReplyLimits(max_tokens=settings.max_reply_tokens, max_s=settings.max_reply_s),
         input_hears_output=False,  # a file cannot hear the reply
         partial_every_s=PARTIAL_EVERY_S if realtime else None,  # as in `talk`
+        speculate=speculate,
     )
 
 
@@ -271,6 +275,7 @@ async def run_utterance(
     reply: bool = True,
     clock: Clock | None = None,
     scratch_dir: Path | None = None,
+    speculate: bool = True,
 ) -> UtteranceResult:
     """Play one recording into a fresh session and measure what came back."""
     from voiceagent.audio.sinks import WavFileSink
@@ -282,6 +287,8 @@ async def run_utterance(
         utterance.corpus, utterance.name, audio_s, utterance.reference,
         None if speech is None else speech.end_s,
     )  # fmt: skip
+    if session_models.llm is not None:
+        await models.worker("llm").call(session_models.llm.start_fresh, settings.system_prompt)
     source = FileSource.open(
         utterance.path, realtime=realtime, clock=clock,
         trailing_silence_ms=trailing_silence_ms(settings),
@@ -301,7 +308,7 @@ async def run_utterance(
             models,
             _WatchedSource(source, session_clock, recorder, round(audio_s * PIPELINE_RATE_HZ)),
             sink, recorder, session_clock,
-            session_options(settings, realtime=realtime, reply=reply),
+            session_options(settings, realtime=realtime, reply=reply, speculate=speculate),
             system_prompt=settings.system_prompt, history_tokens=settings.history_tokens,
         )  # fmt: skip
         try:
