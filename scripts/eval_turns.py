@@ -28,7 +28,7 @@ from voiceagent.audio.sources import FileSource
 from voiceagent.config import load_settings
 from voiceagent.events import CollectedEvents, Dropped, SpeechEnd, SpeechStart
 from voiceagent.pipeline import load_models
-from voiceagent.session import SessionOptions, VoiceSession
+from voiceagent.session import PARTIAL_EVERY_S, SessionOptions, VoiceSession
 from voiceagent.turns.endpointing import EndpointingConfig
 
 TURNS = Path(__file__).resolve().parents[1].parent / "shared" / "audio" / "turns"
@@ -46,7 +46,10 @@ def run(path: Path, models, endpointing: EndpointingConfig, realtime: bool) -> C
     events = CollectedEvents()
     clock = MonotonicClock()
     source = FileSource.open(path, realtime=realtime, clock=clock, trailing_silence_ms=2500)
-    options = SessionOptions(reply=False, realtime=realtime, endpointing=endpointing)
+    options = SessionOptions(
+        reply=False, realtime=realtime, endpointing=endpointing,
+        partial_every_s=PARTIAL_EVERY_S if realtime else None,  # as `talk --no-reply`
+    )  # fmt: skip
     asyncio.run(VoiceSession(models, source, None, events, clock, options).run())
     return events
 
@@ -63,7 +66,7 @@ def main() -> None:
         endpointing = replace(endpointing, max_silence_ms=args.max_silence_ms)
     endpointing = endpointing.with_silence_ms(args.eou_silence_ms)
     settings = load_settings()
-    models = load_models(settings, reply=False)
+    models = load_models(settings, reply=False, partials=not args.fast)  # as `talk --no-reply`
     try:
         spec = json.loads((TURNS / "hesitations.json").read_text())
         events = run(TURNS / "hesitations.wav", models, endpointing, not args.fast)
