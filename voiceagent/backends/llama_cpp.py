@@ -387,7 +387,8 @@ class LlamaLlm:
         self._llama.reset()
 
     def warm_up(self, system_prompt: str) -> None:
-        """Evaluate the system prompt's tokens now, so the first reply only evaluates the rest."""
+        """Leave the system prompt's tokens in the cache and nothing after them (evaluated now
+        unless they are there already), so the next reply evaluates only the rest of its prompt."""
         with_user = self.prompt_token_ids(
             [ChatMessage(Role.SYSTEM, system_prompt), ChatMessage(Role.USER, "Hi")]
         )
@@ -396,7 +397,8 @@ class LlamaLlm:
         )
         prefix = with_user[: _common_prefix(with_user, system_only)]
         if _common_prefix(self._llama._input_ids, prefix) == len(prefix):
-            return  # already in the cache
+            self._llama.n_tokens = len(prefix)  # eval() drops the cache after this point
+            return
         self._llama.reset()
         if prefix:
             self._llama.eval(prefix)

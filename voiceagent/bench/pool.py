@@ -198,10 +198,8 @@ class TimedLlm:
         """Hold the system prompt in the cache and nothing else, as ``talk`` does once loaded.
         Without it a session found the last session's prompt there, its own when another
         configuration with the same LLM had just answered the same recording."""
-        clear_cache = getattr(self.inner, "clear_cache", None)
         warm_up = getattr(self.inner, "warm_up", None)
-        if clear_cache is not None and warm_up is not None:
-            clear_cache()
+        if warm_up is not None:
             warm_up(system_prompt)
 
     def prefill(self, messages: list[ChatMessage]) -> int:
