@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import json
 import statistics
-from dataclasses import replace
 from pathlib import Path
 
 from voiceagent.audio.clock import MonotonicClock
@@ -56,16 +55,15 @@ def run(path: Path, models, endpointing: EndpointingConfig, realtime: bool) -> C
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--eou-silence-ms", type=int, default=600)
+    parser.add_argument("--eou-silence-ms", type=int, default=None)
     parser.add_argument("--max-silence-ms", type=int, default=None)
     parser.add_argument("--natural", action="store_true")
     parser.add_argument("--fast", action="store_true")
     args = parser.parse_args()
-    endpointing = EndpointingConfig()
-    if args.max_silence_ms is not None:
-        endpointing = replace(endpointing, max_silence_ms=args.max_silence_ms)
-    endpointing = endpointing.with_silence_ms(args.eou_silence_ms)
-    settings = load_settings()
+    settings = load_settings().with_overrides(
+        eou_silence_ms=args.eou_silence_ms, eou_max_silence_ms=args.max_silence_ms
+    )
+    endpointing = settings.endpointing()  # as `talk --eou-silence-ms --eou-max-silence-ms`
     models = load_models(settings, reply=False, partials=not args.fast)  # as `talk --no-reply`
     try:
         spec = json.loads((TURNS / "hesitations.json").read_text())

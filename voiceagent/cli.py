@@ -242,6 +242,13 @@ def talk(
     eou_silence_ms: Annotated[
         int | None, typer.Option("--eou-silence-ms", help="Silence that ends a turn.", min=100)
     ] = None,
+    eou_max_silence_ms: Annotated[
+        int | None,
+        typer.Option(
+            "--eou-max-silence-ms", min=100,
+            help="Longest wait, after words left mid-phrase (default 1500).",
+        ),
+    ] = None,  # fmt: skip
     max_turns: Annotated[int | None, typer.Option("--max-turns", min=1)] = None,
     no_reply: Annotated[
         bool, typer.Option("--no-reply", help="Listen only: print each utterance.")
@@ -261,8 +268,9 @@ def talk(
     except ValueError:
         raise UsageError(f"--duplex must be half or full, not {duplex!r}.") from None
     settings = _settings(
-        stt_model=stt, llm_model=llm, voice=voice, eou_silence_ms=eou_silence_ms
-    )
+        stt_model=stt, llm_model=llm, voice=voice, eou_silence_ms=eou_silence_ms,
+        eou_max_silence_ms=eou_max_silence_ms,
+    )  # fmt: skip
     options = TalkOptions(
         input=input, output=output, jsonl=jsonl, duplex=duplex_mode, no_reply=no_reply,
         fast=fast, max_turns=max_turns, log=not no_log,

@@ -16,6 +16,7 @@ from typing import Any
 
 from voiceagent.errors import UsageError
 from voiceagent.paths import config_file
+from voiceagent.turns.endpointing import EndpointingConfig
 
 
 def default_threads() -> int:
@@ -44,6 +45,10 @@ class Settings:
     voice: str = "piper-en_US-joe-medium"
     turn_model: str = "auto"  # "auto": Smart Turn when pulled; "none" for silence only
     eou_silence_ms: int = 600
+    # The longest wait, when the words and Smart Turn say the user stopped mid-phrase. Lower
+    # answers sooner after a sentence left hanging, and ends the turn of anyone who pauses
+    # that long mid-phrase (README, Latency). Never shorter than eou_silence_ms.
+    eou_max_silence_ms: int = 1500
     system_prompt: str = (
         "You are a helpful voice assistant. Answer in one or two short spoken sentences. "
         "No lists, no markdown, no emoji."
@@ -52,6 +57,11 @@ class Settings:
     max_reply_s: float = 10.0
     history_tokens: int = 1024
     context_tokens: int = 2048
+
+    def endpointing(self) -> EndpointingConfig:
+        """The end-of-turn bounds these settings ask for."""
+        config = EndpointingConfig().with_silence_ms(self.eou_silence_ms)
+        return replace(config, max_silence_ms=max(self.eou_max_silence_ms, self.eou_silence_ms))
 
     def with_overrides(self, **overrides: Any) -> Settings:
         """A copy with the non-None overrides applied (flags left unset keep the setting)."""

@@ -31,7 +31,6 @@ from voiceagent.events import (
 from voiceagent.interfaces import ReplyLimits
 from voiceagent.paths import SAMPLE_QUESTION
 from voiceagent.session import PARTIAL_EVERY_S, Duplex, SessionOptions, SessionResult, VoiceSession
-from voiceagent.turns.endpointing import EndpointingConfig
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au", ".opus"}
 REOPEN_POLICY = ReopenPolicy()
@@ -103,7 +102,7 @@ def run_talk(settings: Settings, options: TalkOptions) -> SessionResult:
             file=sys.stderr,
         )
         input_spec = str(SAMPLE_QUESTION)
-    endpointing = EndpointingConfig().with_silence_ms(settings.eou_silence_ms)
+    endpointing = settings.endpointing()
     clock = MonotonicClock()
     events = TalkEvents(shown, clock)
     trailing_ms = int(endpointing.max_silence_ms + 1000)

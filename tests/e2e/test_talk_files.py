@@ -73,6 +73,21 @@ def test_listen_only_prints_each_utterance(env, shared_audio):
     assert not [e for e in events if e["event"] == "reply"]
 
 
+def test_the_longest_wait_can_be_shortened(env, shared_audio):
+    """The recording stops mid-sentence ("as an example of fine typography,"): by default the
+    turn ends after the longest wait, 1.5 s; the user can ask for less."""
+    path = shared_audio / "speech" / "LJ001-0006.wav"
+    done = voiceagent(
+        "talk", "--input", str(path), "--no-reply", "--jsonl", "--eou-max-silence-ms", "800",
+        env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    ends = [e for e in events_of(done.stdout) if e["event"] == "speech_end"]
+    assert len(ends) == 1
+    waited_s = ends[0]["decided_audio_s"] - ends[0]["audio_s"]
+    assert 0.75 <= waited_s <= 0.85, waited_s
+
+
 @pytest.mark.parametrize(
     "name",
     ["doing_the_dishes.wav", "near_silence.wav", "Kevin_MacLeod_-_Vibe_Ace.ogg",

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from voiceagent.config import Settings, load_settings
 from voiceagent.errors import UsageError
 from voiceagent.turns.endpointing import (
     EndpointAction,
@@ -179,6 +180,30 @@ def test_eou_silence_flag_widens_the_bounds() -> None:
     config = EndpointingConfig().with_silence_ms(100)
     assert (config.min_silence_ms, config.silence_ms, config.max_silence_ms) == (100, 100, 1500)
     assert EndpointingPolicy(config).required_silence_ms(None) == 100
+
+
+@pytest.mark.parametrize(
+    ("silence_ms", "max_silence_ms", "bounds"),
+    [
+        (600, 1500, (600, 1500)),  # the defaults
+        (600, 800, (600, 800)),  # a user who wants hanging sentences answered sooner
+        (600, 3000, (600, 3000)),
+        (1000, 800, (1000, 1000)),  # never shorter than the usual silence
+        (2000, 1500, (2000, 2000)),  # --eou-silence-ms alone still widens the longest wait
+    ],
+)
+def test_settings_give_the_longest_wait(silence_ms, max_silence_ms, bounds) -> None:
+    settings = Settings(eou_silence_ms=silence_ms, eou_max_silence_ms=max_silence_ms)
+    config = settings.endpointing()
+    assert (config.silence_ms, config.max_silence_ms) == bounds
+    hanging = EndpointingPolicy(config).required_silence_ms("as an example of fine typography,")
+    assert hanging == bounds[1]
+
+
+def test_the_longest_wait_comes_from_the_environment(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("VOICEAGENT_HOME", str(tmp_path))
+    monkeypatch.setenv("VOICEAGENT_EOU_MAX_SILENCE_MS", "760")
+    assert load_settings().endpointing().max_silence_ms == 760
 
 
 @pytest.mark.parametrize(

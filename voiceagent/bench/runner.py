@@ -51,7 +51,6 @@ from voiceagent.session import (
     VoiceActivityDetector,
     VoiceSession,
 )
-from voiceagent.turns.endpointing import EndpointingConfig
 
 SPEECH_THRESHOLD = 0.5
 
@@ -248,7 +247,7 @@ def session_options(
         duplex=Duplex.HALF,
         reply=reply,
         realtime=realtime,
-        endpointing=_endpointing(settings),
+        endpointing=settings.endpointing(),
         limits=ReplyLimits(max_tokens=settings.max_reply_tokens, max_s=settings.max_reply_s),
         input_hears_output=False,  # a file cannot hear the reply
         partial_every_s=PARTIAL_EVERY_S if realtime else None,  # as in `talk`
@@ -256,13 +255,9 @@ def session_options(
     )
 
 
-def _endpointing(settings: Settings) -> EndpointingConfig:
-    return EndpointingConfig().with_silence_ms(settings.eou_silence_ms)
-
-
 def trailing_silence_ms(settings: Settings) -> int:
     """Silence ``talk`` appends to an input file, so the last utterance can end."""
-    return int(_endpointing(settings).max_silence_ms + 1000)
+    return int(settings.endpointing().max_silence_ms + 1000)
 
 
 async def run_utterance(
