@@ -44,7 +44,10 @@ def _report(fast: bool = False) -> BenchReport:
             run.latency_measured = False
     machine = {"cpu": "Test CPU", "cores_logical": 2, "threads_used": 2, "packages": {}}
     corpora = [{"name": "samples", "path": "/x", "kind": "speech", "utterances": 3}]
-    return BenchReport("voiceagent bench --baseline", machine, corpora, runs, fast=fast)
+    return BenchReport(
+        "voiceagent bench --baseline", machine, corpora, runs, fast=fast,
+        end_of_turn={"silence_ms": 600.0, "max_silence_ms": 750.0},
+    )  # fmt: skip
 
 
 def test_json_has_every_contract_field(tmp_path):
@@ -68,6 +71,16 @@ def test_json_has_every_contract_field(tmp_path):
     assert streaming == {"p50": 1000.0, "p95": 1100.0}
     assert data["speed_up"]["voice_to_voice_p50"] == 2.0
     assert not list(tmp_path.glob(".*tmp*")), "the temporary file is left behind"
+
+
+def test_the_report_names_the_end_of_turn_waits():
+    """A longer or shorter wait moves every eou and voice_to_voice figure, and a setting can
+    change it without a flag in the command: the report says which waits were used."""
+    report = _report()
+    assert report.to_json()["end_of_turn"] == {"silence_ms": 600.0, "max_silence_ms": 750.0}
+    assert "end of turn: 600 ms of silence, at most 750 ms after words left mid-phrase" in (
+        render.markdown(report)
+    )
 
 
 def test_fast_runs_write_null_latencies():

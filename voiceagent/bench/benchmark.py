@@ -88,6 +88,11 @@ def describe_command(options: BenchOptions) -> str:
     return " ".join(parts)
 
 
+def _end_of_turn(settings: Settings) -> dict[str, float]:
+    config = settings.endpointing()
+    return {"silence_ms": config.silence_ms, "max_silence_ms": config.max_silence_ms}
+
+
 def run_benchmark(
     settings: Settings, options: BenchOptions, progress: Progress | None = None
 ) -> BenchReport:
@@ -176,6 +181,7 @@ def run_benchmark(
         runs=runs,
         fast=options.fast,
         process_peak_rss_mb=process_peak_rss_mb(),
+        end_of_turn=_end_of_turn(settings),
     )
 
 

@@ -138,6 +138,13 @@ def notes(report: BenchReport) -> list[str]:
             "v2v = offline VAD end of speech -> first reply sample; 'session' starts at the "
             "online VAD's stop. Percentiles: nearest rank."
         )
+        if report.end_of_turn:
+            waits = report.end_of_turn
+            lines.append(
+                f"end of turn: {waits['silence_ms']:g} ms of silence, at most "
+                f"{waits['max_silence_ms']:g} ms after words left mid-phrase "
+                "(eou_silence_ms, eou_max_silence_ms)."
+            )
     for line in (speed_up_line(report), speculation_line(report)):
         if line:
             lines.append(line)

@@ -149,6 +149,9 @@ class BenchReport:
     runs: list[RunReport]
     fast: bool = False
     process_peak_rss_mb: float = 0.0
+    # The end-of-turn waits every run used (ms): ``silence_ms`` and ``max_silence_ms``. They
+    # set the eou and voice_to_voice columns, and settings can change them unseen in the command.
+    end_of_turn: dict[str, float] | None = None
 
     def _streaming_like(self, other: RunReport) -> RunReport | None:
         """The streaming run with ``other``'s models."""
@@ -206,6 +209,7 @@ class BenchReport:
             "fast": self.fast,
             "percentile_method": "nearest-rank",
             "process_peak_rss_mb": round(self.process_peak_rss_mb, 1),
+            "end_of_turn": self.end_of_turn,
             "runs": [r.to_json() for r in self.runs],
         }
         found = self.speed_up()
