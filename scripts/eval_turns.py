@@ -44,7 +44,9 @@ NATURAL = (
 def run(path: Path, models, endpointing: EndpointingConfig, realtime: bool) -> CollectedEvents:  # noqa: ANN001
     events = CollectedEvents()
     clock = MonotonicClock()
-    source = FileSource.open(path, realtime=realtime, clock=clock, trailing_silence_ms=2500)
+    source = FileSource.open(
+        path, realtime=realtime, clock=clock, trailing_silence_ms=endpointing.file_tail_ms
+    )
     options = SessionOptions(
         reply=False, realtime=realtime, endpointing=endpointing,
         partial_every_s=PARTIAL_EVERY_S if realtime else None,  # as `talk --no-reply`

@@ -48,7 +48,7 @@ class Settings:
     # The longest wait, when the words and Smart Turn say the user stopped mid-phrase. Lower
     # answers sooner after a sentence left hanging, and ends the turn of anyone who pauses
     # that long mid-phrase (README, Latency). Never shorter than eou_silence_ms.
-    eou_max_silence_ms: int = 1500
+    eou_max_silence_ms: int = int(EndpointingConfig.max_silence_ms)
     system_prompt: str = (
         "You are a helpful voice assistant. Answer in one or two short spoken sentences. "
         "No lists, no markdown, no emoji."

@@ -105,14 +105,14 @@ def run_talk(settings: Settings, options: TalkOptions) -> SessionResult:
     endpointing = settings.endpointing()
     clock = MonotonicClock()
     events = TalkEvents(shown, clock)
-    trailing_ms = int(endpointing.max_silence_ms + 1000)
     source: FileSource | MicrophoneSource
     if input_spec is not None and _looks_like_file(input_spec):
         if not Path(input_spec).is_file():
             raise AudioError(f"input file {input_spec} does not exist.", fix="check the path.")
         source = FileSource.open(
-            input_spec, realtime=not options.fast, clock=clock, trailing_silence_ms=trailing_ms
-        )
+            input_spec, realtime=not options.fast, clock=clock,
+            trailing_silence_ms=endpointing.file_tail_ms,
+        )  # fmt: skip
         source_name = Path(input_spec).name
     else:
         source = MicrophoneSource(

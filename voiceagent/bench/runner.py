@@ -255,11 +255,6 @@ def session_options(
     )
 
 
-def trailing_silence_ms(settings: Settings) -> int:
-    """Silence ``talk`` appends to an input file, so the last utterance can end."""
-    return int(settings.endpointing().max_silence_ms + 1000)
-
-
 async def run_utterance(
     session_models: SessionModels,
     utterance: Utterance,
@@ -286,7 +281,7 @@ async def run_utterance(
         await models.worker("llm").call(session_models.llm.start_fresh, settings.system_prompt)
     source = FileSource.open(
         utterance.path, realtime=realtime, clock=clock,
-        trailing_silence_ms=trailing_silence_ms(settings),
+        trailing_silence_ms=settings.endpointing().file_tail_ms,
     )  # fmt: skip
     models.vad.reset()
     with tempfile.TemporaryDirectory(dir=scratch_dir, prefix="voiceagent-bench-") as scratch:

@@ -79,6 +79,12 @@ class EndpointingConfig:
                 fix="adjust hint_not_done_probability and hint_done_probability.",
             )
 
+    @property
+    def file_tail_ms(self) -> int:
+        """Silence appended to an input file, so its last utterance can end: the longest wait
+        and a second more."""
+        return int(self.max_silence_ms + 1000)
+
     def with_silence_ms(self, silence_ms: float) -> EndpointingConfig:
         """Returns a copy with ``silence_ms`` set, widening min/max so the order still holds.
 
