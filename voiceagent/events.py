@@ -61,6 +61,10 @@ class TranscriptEvent(Event):
     text: str = ""
     stt_ms: float = 0.0
     audio_s: float = 0.0
+    # The user went on right after a turn we answered, before a whole sentence of the answer
+    # was heard: the words of that turn were transcribed again with the rest, and this text
+    # replaces the previous transcript.
+    continues: bool = False
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,22 @@ from voiceagent.interfaces import ChatMessage, Role
 DEFAULT_MESSAGE_OVERHEAD_TOKENS = 6
 
 
+def join_said(earlier: str, text: str, says_again: str = "") -> str:
+    """What the user said in all: ``earlier``, then ``text``.
+
+    When the user went on after a pause we took for the end of their turn, the words before
+    the pause are transcribed again together with the rest (one transcript of the whole
+    sentence is better than two halves). ``says_again`` names those words: if ``earlier`` ends
+    with them, ``text`` replaces them instead of repeating them.
+    """
+    earlier, text, says_again = earlier.strip(), text.strip(), says_again.strip()
+    if says_again and earlier.endswith(says_again):
+        before = earlier[: len(earlier) - len(says_again)]
+        if not before or before[-1].isspace():  # whole words only
+            earlier = before.rstrip()
+    return f"{earlier} {text}".strip()
+
+
 @dataclass
 class _Turn:
     user: str
@@ -63,13 +79,17 @@ class ConversationHistory:
 
     # -- changes ------------------------------------------------------------------------------
 
-    def add_user(self, text: str) -> None:
+    def add_user(self, text: str, says_again: str = "") -> None:
         """Add what the user said. Right after an unanswered user turn (the reply was cut off
-        before a word was played), the two are merged so roles keep alternating."""
+        before a word was played), the two are merged so roles keep alternating.
+
+        ``says_again``: the words at the end of that unanswered turn which ``text`` transcribes
+        anew, together with what the user went on to say (see :func:`join_said`).
+        """
         text = text.strip()
         if self._turns and self._turns[-1].assistant is None:
             last = self._turns[-1]
-            last.user = f"{last.user} {text}".strip()
+            last.user = join_said(last.user, text, says_again)
         else:
             self._turns.append(_Turn(text))
         self._fit()

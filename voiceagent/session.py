@@ -41,7 +41,7 @@ from voiceagent.events import (
     TranscriptEvent,
     Turn,
 )
-from voiceagent.history import ConversationHistory
+from voiceagent.history import ConversationHistory, join_said
 from voiceagent.interfaces import (
     ChatMessage,
     LanguageModel,
@@ -186,6 +186,21 @@ class _Utterance:
     partial_upto: int = 0
     early: asyncio.Task[Transcript] | None = None  # transcript of the words up to early_upto
     early_upto: int = -1
+    # When the user went on after a turn we answered too soon, the utterance starts where
+    # that turn did: its words are transcribed again with the rest (see _go_on_from).
+    says_again: str = ""  # that turn's transcript, which this one's replaces
+    earlier_speech_s: float = 0.0  # that turn's voiced speech
+
+
+@dataclass(frozen=True)
+class _Answered:
+    """The last utterance a reply was confirmed for: where its audio is, what it said."""
+
+    start_sample: int
+    speech_started_s: float
+    speech_s: float
+    voice_stopped_sample: int
+    text: str
 
 
 @dataclass
@@ -246,6 +261,7 @@ class VoiceSession:
         self._respond_task: asyncio.Task[None] | None = None
         self._pending: _PendingReply | None = None
         self._carried_user_text = ""  # said before a pause we wrongly took for the end
+        self._answered: _Answered | None = None
         self._responder: Responder | None = None
         self._prefill: asyncio.Future[None] | None = None
         self._last_reply_text = ""
@@ -384,12 +400,14 @@ class VoiceSession:
                 began_s=self.clock.now_s(),
             )
             self._emit(SpeechStart(self._now(), audio_s=event.start_sample / PIPELINE_RATE_HZ))
+            answered, self._answered = self._answered, None
             if self._reply_is_silent_yet():
                 # The user went on after we decided they were done, before we said a word:
                 # drop the reply; their next words are merged into the same turn.
                 self._abort_unheard_reply()
-            else:
-                self._maybe_barge_in(event)
+                self._go_on_from(answered, self._utterance)
+            elif self._maybe_barge_in(event):
+                self._go_on_from(answered, self._utterance)
         elif isinstance(event, SilenceStarted) and self._utterance is not None:
             utterance = self._utterance
             utterance.voice_stopped_sample = event.silence_start_sample
@@ -405,6 +423,42 @@ class VoiceSession:
             self._utterance.voice_stopped_s = None
             self._drop_speculation(self._utterance)
             self._abort_speculative_reply()
+
+    def _go_on_from(self, answered: _Answered | None, utterance: _Utterance) -> None:
+        """The user went on soon after a turn we answered, and the answer was dropped before a
+        whole sentence of it was heard: that turn and this speech are one turn, as if we had
+        waited. The new utterance starts where the answered one did, so its words are
+        transcribed once, whole: a sentence's second half transcribed alone lost words
+        ("...and it was natural there for..." for "...and it was natural therefore").
+
+        Only within the longest end-of-turn wait of the voice stopping (a longer pause would
+        have ended the turn anyway), and only while the audio since then is all buffered and
+        leaves room in Whisper's 30 s window. Otherwise the words are joined as text.
+        """
+        if answered is None:
+            return
+        config = self.options.endpointing
+        stopped_s = answered.voice_stopped_sample / PIPELINE_RATE_HZ
+        if (utterance.speech_started_s - stopped_s) * 1000 > config.max_silence_ms:
+            return
+        if utterance.speech_started_s - answered.speech_started_s > config.max_turn_s - 1.0:
+            return
+        if not self._buffer_holds(answered.start_sample):
+            return
+        utterance.start_sample = answered.start_sample
+        utterance.speech_started_s = answered.speech_started_s
+        utterance.says_again = answered.text
+        utterance.earlier_speech_s = answered.speech_s
+
+    def _buffer_holds(self, start_sample: int) -> bool:
+        """Whether every frame from ``start_sample`` on is still buffered, none skipped."""
+        frames = self._frames
+        if not frames or frames[0].sample_index > start_sample:
+            return False
+        last = frames[-1]
+        first = next(f for f in frames if f.sample_index + FRAME_SAMPLES > start_sample)
+        held = sum(1 for f in frames if f.sample_index >= first.sample_index)
+        return last.sample_index - first.sample_index == (held - 1) * FRAME_SAMPLES
 
     def _maybe_transcribe_early(
         self, utterance: _Utterance, probability: float, frame_end: int
@@ -461,11 +515,11 @@ class VoiceSession:
                 if utterance.voice_stopped_sample is None:
                     # Once the user pauses, the pause's own transcript is on its way and the
                     # LLM must stay free for the reply to it.
-                    self._maybe_prefill(text)
+                    self._maybe_prefill(text, utterance.says_again)
 
         utterance.partial = asyncio.ensure_future(transcribe_partial())
 
-    def _maybe_prefill(self, partial_text: str) -> None:
+    def _maybe_prefill(self, partial_text: str, says_again: str = "") -> None:
         """Have the LLM read the prompt with the user's words so far, but the last one (Whisper
         may still change it), so the reply only reads the rest of the prompt once the turn ends.
         Measured here on a 40-token user message: first token 82 ms instead of 233."""
@@ -474,7 +528,7 @@ class VoiceSession:
         words = partial_text.split()
         if len(words) < 3:
             return
-        self._read_ahead(self._prompt_with(" ".join(words[:-1])))
+        self._read_ahead(self._prompt_with(" ".join(words[:-1]), says_again))
 
     def _read_ahead(self, messages: list[ChatMessage]) -> None:
         """Have the LLM evaluate ``messages`` (but their closing tokens) on its worker now."""
@@ -562,6 +616,7 @@ class VoiceSession:
         assert utterance is not None
         stats = self._vad_state.stats()
         speech_s = stats.speech_samples / PIPELINE_RATE_HZ if stats else 0.0
+        speech_s += utterance.earlier_speech_s
         speculation = utterance.speculation
         partial = None
         if speculation is not None and speculation.done() and not speculation.cancelled():
@@ -591,10 +646,10 @@ class VoiceSession:
             self._abort_speculative_reply()
             self._record_drop("too_short", "")
             return
-        await self._end_of_utterance(utterance, frame_end, voiced_share)
+        await self._end_of_utterance(utterance, frame_end, voiced_share, speech_s)
 
     async def _end_of_utterance(
-        self, utterance: _Utterance, frame_end: int, voiced_share: float
+        self, utterance: _Utterance, frame_end: int, voiced_share: float, speech_s: float
     ) -> None:
         decided_s = self._now()
         stop_sample = utterance.voice_stopped_sample
@@ -631,7 +686,7 @@ class VoiceSession:
             return
         self._emit(
             TranscriptEvent(ready_s, text=transcript.text, stt_ms=transcript.stt_ms,
-                            audio_s=transcript.audio_s)
+                            audio_s=transcript.audio_s, continues=bool(utterance.says_again))
         )  # fmt: skip
         latency: dict[str, float | None] = {
             "eou": eou_ms,
@@ -647,16 +702,21 @@ class VoiceSession:
         pending = self._pending
         if pending is None or pending.confirmed.is_set() or pending.user_text != transcript.text:
             await self._cancel_reply()  # one reply at a time
-            pending = self._start_reply(transcript.text)
+            pending = self._start_reply(transcript.text, utterance.says_again)
         assert self.history is not None
-        self.history.add_user(transcript.text)
+        self.history.add_user(transcript.text, says_again=utterance.says_again)
         if self._carried_user_text:
-            pending.user_text = f"{self._carried_user_text} {transcript.text}"
+            carried = self._carried_user_text
+            pending.user_text = join_said(carried, transcript.text, utterance.says_again)
             self._carried_user_text = ""
         pending.voice_stopped_s = voice_stopped_s
         pending.latency = latency
         pending.speculative = speculative
         pending.confirmed.set()
+        self._answered = _Answered(
+            utterance.start_sample, utterance.speech_started_s, speech_s, stop_sample,
+            transcript.text,
+        )  # fmt: skip
         self._update_audio_gate()
 
     def _drop_reason(
@@ -682,7 +742,8 @@ class VoiceSession:
         began_s = utterance.began_s if utterance is not None else self.clock.now_s()
         if self._drop_reason(transcript, stats.voiced_share if stats else 0.0, began_s) is not None:
             return
-        self._start_reply(transcript.text).llm_started_early = True
+        says_again = utterance.says_again if utterance is not None else ""
+        self._start_reply(transcript.text, says_again).llm_started_early = True
 
     def _abort_unheard_reply(self) -> None:
         if self._pending is not None:
@@ -706,23 +767,24 @@ class VoiceSession:
         self._pending = None
         self.state = State.LISTENING
 
-    def _start_reply(self, user_text: str) -> _PendingReply:
+    def _start_reply(self, user_text: str, says_again: str = "") -> _PendingReply:
         self._generation += 1
         pending = _PendingReply(
             user_text, self._generation, asyncio.Event(), asyncio.Event(),
-            self._prompt_with(user_text),
+            self._prompt_with(user_text, says_again),
         )  # fmt: skip
         self._pending = pending
         self._respond_task = asyncio.ensure_future(self._respond(pending))
         return pending
 
-    def _prompt_with(self, user_text: str) -> list[ChatMessage]:
-        """The history plus the new user message, without changing the history yet."""
+    def _prompt_with(self, user_text: str, says_again: str = "") -> list[ChatMessage]:
+        """The history plus the new user message, without changing the history yet
+        (``says_again``: see :meth:`ConversationHistory.add_user`)."""
         assert self.history is not None
         messages = self.history.messages()
         if messages and messages[-1].role is Role.USER:
             last = messages.pop()
-            user_text = f"{last.content} {user_text}".strip()
+            user_text = join_said(last.content, user_text, says_again)
         return [*messages, ChatMessage(Role.USER, user_text)]
 
     async def _respond(self, pending: _PendingReply) -> None:
@@ -798,15 +860,17 @@ class VoiceSession:
         duplex from a microphone it is ignored, as it is probably our own voice."""
         return self.options.duplex is Duplex.FULL or not self.options.input_hears_output
 
-    def _maybe_barge_in(self, event: SpeechStarted) -> None:
+    def _maybe_barge_in(self, event: SpeechStarted) -> bool:
         """Confirmed user speech while we reply stops us at once (see _hears_user_over_us).
 
         Speech is only confirmed after the VAD's min_speech_ms, so a cough never gets here.
+        Returns whether a reply was stopped before a whole sentence of it was heard: it is
+        forgotten, and the user's turn is not over.
         """
         if not self._hears_user_over_us or self._responder is None:
-            return
+            return False
         if not self.is_replying:
-            return
+            return False
         assert self.sink is not None
         responder = self._responder
         heard_samples = self._heard_samples()
@@ -833,12 +897,13 @@ class VoiceSession:
                 pending.user_text, heard, latency, pending.speculative,
                 reply_started_early=pending.llm_started_early,
             )  # fmt: skip
+        kept = whole_sentences(heard)
         if self.history is not None:
             # The LLM keeps the whole sentences that were heard, not a cut-off phrase: after
             # one reply cut to "In", SmolLM2-135M answered the next seven questions with "In"
             # (and with "The words of" after "The words of"). Cut inside its first sentence,
             # the reply is forgotten and the next words join the question it answered.
-            self.history.replace_last_assistant(whole_sentences(heard))
+            self.history.replace_last_assistant(kept)
         self._last_reply_text = heard
         self.result.interruptions += 1
         confirmed_s = self._audio_time_to_session(event.detected_sample)
@@ -849,6 +914,7 @@ class VoiceSession:
                 cleared_s, played_text=heard, silent_after_ms=(silent_s - confirmed_s) * 1000
             )
         )
+        return not kept
 
     def _heard_samples(self) -> int:
         """How much of the current reply reached the user's ears, in output samples.
@@ -883,9 +949,12 @@ class VoiceSession:
             end = last.sample_index + last.valid_samples if last else 0
             utterance, self._utterance = self._utterance, None
             stats = self._vad_state.stats()
+            speech_s = utterance.earlier_speech_s
+            speech_s += stats.speech_samples / PIPELINE_RATE_HZ if stats else 0.0
             # Nothing more will be heard: the reply's audio gate must not wait for silence.
             self._vad_state.reset()
-            await self._end_of_utterance(utterance, end, stats.voiced_share if stats else 0.0)
+            voiced_share = stats.voiced_share if stats else 0.0
+            await self._end_of_utterance(utterance, end, voiced_share, speech_s)
 
     # --- bookkeeping ------------------------------------------------------------------------
 

@@ -94,3 +94,14 @@ def test_silence_gives_no_turn(tmp_path):
     result = _run(tmp_path, audio, _models(["ghost"], "Hi."), reference=None)
     assert result.turns == 0 and result.hypothesis == "" and result.speech_end_s is None
     assert not result.expects_speech
+
+
+def test_a_transcript_that_says_the_last_one_again_replaces_it(tmp_path):
+    # The user goes on 300 ms after the answer began (900 ms after their voice stopped): the
+    # words before the pause are transcribed again with the rest, and counted once.
+    audio = scripted_audio([(0.5, 2.0), (2.9, 4.0)], 5.0)
+    first, whole = "It was natural.", "It was natural therefore to go on."
+    reply = "This is a long answer that keeps going and going."
+    result = _run(tmp_path, audio, _models([first, whole], reply), reference=whole)
+    assert result.hypothesis == whole
+    assert result.turns == 2  # the answer that was cut off was a turn taken too soon

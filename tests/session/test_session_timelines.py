@@ -31,6 +31,7 @@ from voiceagent.events import (
 from voiceagent.interfaces import Role, Transcript
 from voiceagent.session import Duplex, Models, SessionOptions, VoiceSession
 from voiceagent.testing.fakes import FakeLlm, FakeStt, FakeTts, FakeVad, scripted_audio
+from voiceagent.turns.sentences import whole_sentences
 
 pytestmark = pytest.mark.unit
 
@@ -382,6 +383,62 @@ def test_a_reply_cut_off_while_the_llm_still_writes_is_reported_as_heard(tmp_pat
     assert first.reply_text and len(first.reply_text.split()) < len(LONG_REPLY.split())
     assert first.latency_ms["voice_to_voice"] is not None
     assert first.latency_ms["llm_first_token"] is not None
+
+
+FIRST_HALF = "The Middle Ages brought calligraphy to perfection."
+WHOLE = "The Middle Ages brought calligraphy to perfection, and it was natural therefore."
+
+
+def test_a_user_going_on_over_our_first_words_makes_one_turn_transcribed_whole(tmp_path):
+    # A 900 ms pause after a sentence-like phrase: the turn ends after 600 ms and the answer
+    # starts; 300 ms later the user goes on. The answer's first sentence (0.8 s) is cut
+    # before it was heard whole, so the words before the pause are transcribed again with the
+    # rest, and answered as one turn.
+    events, stt, llm, session = run_session(
+        tmp_path, [(0.5, 2.0), (2.9, 4.0)], 8.0, [FIRST_HALF, WHOLE],
+        reply=LONG_REPLY, duplex=Duplex.FULL,
+    )  # fmt: skip
+    assert len(events.of(Interrupted)) == 1
+    assert not whole_sentences(events.of(Interrupted)[0].played_text)
+    assert [t.continues for t in events.of(TranscriptEvent)] == [False, True]
+    assert len(stt.calls) == 2
+    assert stt.calls[0] == pytest.approx(1.8, abs=0.1)  # 300 ms pre-roll, 1.5 s of speech
+    assert stt.calls[1] == pytest.approx(3.8, abs=0.1)  # from the same start to the new end
+    turns = events.of(Turn)
+    assert [t.user_text for t in turns] == [FIRST_HALF, WHOLE]
+    assert llm.prompts[-1][-1].content == WHOLE  # not the first half twice
+    assert [m.content for m in session.history.messages()][1:] == [WHOLE, LONG_REPLY]
+
+
+def test_a_user_going_on_before_our_first_words_makes_one_turn_transcribed_whole(tmp_path):
+    # The answer's first token comes late (0.5 s of real time, while the scripted audio runs
+    # on), so the user goes on after the end of the turn was decided, before the first sound.
+    slow = FakeLlm(before_each_token=lambda i: time.sleep(0.5 if i == 0 else 0))
+    events, stt, llm, session = run_session(
+        tmp_path, [(0.5, 2.0), (2.9, 4.0)], 8.0, [FIRST_HALF, WHOLE], llm=slow
+    )
+    assert not events.of(Interrupted)
+    assert [t.continues for t in events.of(TranscriptEvent)] == [False, True]
+    assert stt.calls[-1] == pytest.approx(3.8, abs=0.1)
+    assert [t.user_text for t in events.of(Turn)] == [WHOLE]
+    assert llm.prompts[-1][-1].content == WHOLE
+    assert [m.content for m in session.history.messages()][1:] == [WHOLE, slow.reply]
+
+
+def test_a_user_going_on_after_a_long_pause_is_joined_as_text_only(tmp_path):
+    # 2.1 s after the voice stopped is longer than the longest wait (1.5 s): a pause that long
+    # would have ended the turn anyway. The answer's 3.1 s first sentence is cut before it was
+    # heard whole, so it is forgotten and the words join the question as text, but the new
+    # speech is transcribed alone.
+    reply = "This is a long answer that keeps going" + " and going" * 12 + "."
+    events, stt, llm, _ = run_session(
+        tmp_path, [(0.5, 2.0), (4.1, 5.0)], 9.0, [FIRST_HALF, "Stop."],
+        reply=reply, duplex=Duplex.FULL,
+    )  # fmt: skip
+    assert len(events.of(Interrupted)) == 1
+    assert [t.continues for t in events.of(TranscriptEvent)] == [False, False]
+    assert stt.calls[-1] < 1.5
+    assert llm.prompts[-1][-1].content == f"{FIRST_HALF} Stop."
 
 
 def test_input_ending_during_a_pause_still_answers_and_never_hangs(tmp_path):

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from voiceagent.errors import UsageError
-from voiceagent.history import ConversationHistory
+from voiceagent.history import ConversationHistory, join_said
 from voiceagent.interfaces import ChatMessage, Role
 
 pytestmark = pytest.mark.unit
@@ -151,6 +151,35 @@ def test_nothing_played_forgets_the_reply_and_merges_the_next_user_turn() -> Non
         ChatMessage(Role.SYSTEM, "be brief"),
         ChatMessage(Role.USER, "what is the weather actually tell me a joke"),
     ]
+
+
+def test_words_transcribed_again_with_what_followed_replace_their_first_transcript() -> None:
+    h = history()
+    h.add_user("what is the weather")
+    h.add_assistant("it is sunny")
+    h.replace_last_assistant("")  # the user went on at once: nothing was heard
+    h.add_user("what is the weather in Paris", says_again="what is the weather")
+    assert h.messages()[-1] == ChatMessage(Role.USER, "what is the weather in Paris")
+    assert len(h) == 1
+
+
+def test_only_the_end_said_again_is_replaced() -> None:
+    # "tell me a joke" was merged in earlier (text only); the last words are said again.
+    assert join_said("tell me a joke about cats", "about cats and dogs", "about cats") == (
+        "tell me a joke about cats and dogs"
+    )
+    assert join_said("about cats", "about cats and dogs", "about cats") == "about cats and dogs"
+    # Words that are not at the end are not touched: the text is added as it is.
+    assert join_said("hello there", "and more", "something else") == "hello there and more"
+    assert join_said("the bobcats", "cats and dogs", "cats") == "the bobcats cats and dogs"
+    assert join_said("", "hi", "") == "hi"
+    # Answered turns are never rewritten.
+    h = history()
+    h.add_user("what is the weather")
+    h.add_assistant("it is sunny")
+    h.add_user("what is the weather in Paris", says_again="what is the weather")
+    users = [m.content for m in h.messages() if m.role is Role.USER]
+    assert users == ["what is the weather", "what is the weather in Paris"]
 
 
 def test_replace_without_any_turn_is_an_error() -> None:

@@ -331,8 +331,15 @@ def _fill(
     result.error = "; ".join(errors) or None
     result.turns = len(recorder.turns)
     # What was recognised, turn or not: a reply cut off by the user's next words leaves its
-    # transcript without a finished turn.
-    result.hypothesis = " ".join(t.text for t in transcripts if t.text)
+    # transcript without a finished turn. A transcript that continues the previous one says
+    # its words again, with what followed: it replaces it.
+    texts: list[str] = []
+    for transcript in transcripts:
+        if transcript.continues and texts:
+            texts[-1] = transcript.text
+        else:
+            texts.append(transcript.text)
+    result.hypothesis = " ".join(text for text in texts if text)
     result.reply = " ".join(t.reply_text for t, _, _ in recorder.turns if t.reply_text)
     if not recorder.turns or not realtime:
         return  # as fast as possible: latencies mean nothing
