@@ -34,6 +34,22 @@ def test_speech_to_the_last_sample_ends_at_the_clip_end():
     assert span is not None and span.end_s == pytest.approx(len(audio) / 16000)
 
 
+def test_a_blip_apart_from_the_speech_is_not_speech():
+    # 64 ms of noise 320 ms after the speech (applause at the end of jfk.flac) is left out;
+    # 300 ms of voice after a pause is a word, and counts.
+    blip = scripted_audio([(0.5, 1.5), (1.82, 1.88)], 2.5)
+    span = find_speech(FakeVad(), blip)
+    assert span is not None and span.end_s == pytest.approx(47 * 512 / 16000)
+    word = scripted_audio([(0.5, 1.5), (1.82, 2.12)], 2.5)
+    span = find_speech(FakeVad(), word)
+    assert span is not None and span.end_s > 2.1
+    # Short gaps inside speech do not split it: the short stretch after one still counts.
+    gap = scripted_audio([(0.5, 1.5), (1.6, 1.7)], 2.5)
+    span = find_speech(FakeVad(), gap)
+    assert span is not None and span.end_s > 1.69
+    assert find_speech(FakeVad(), scripted_audio([(0.5, 0.6)], 1.0)) is None
+
+
 def _models(texts: list[str], reply: str) -> SessionModels:
     llm, tts = TimedLlm(FakeLlm(reply)), TimedTts(FakeTts())
     return SessionModels(Models(vad=FakeVad(), stt=FakeStt(texts), llm=llm, tts=tts), llm, tts)

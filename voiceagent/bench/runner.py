@@ -5,7 +5,8 @@ The file is played into a fresh :class:`~voiceagent.session.VoiceSession` at rea
 :class:`~voiceagent.audio.sinks.WavFileSink`, which timestamps the first reply sample.
 
 Where the user *really* stopped talking comes from an offline VAD pass over the whole clip
-(:func:`find_speech`): the last 32 ms frame with Silero probability >= 0.5. ``voice_to_voice``
+(:func:`find_speech`): the last 32 ms frame with Silero probability >= 0.5 that belongs to
+speech rather than a blip (see there). ``voice_to_voice``
 is measured from there to the first reply sample; the session's own figure, which starts at
 the online VAD's stop point, is kept beside it as ``voice_to_voice_session``.
 
@@ -51,6 +52,8 @@ from voiceagent.session import (
     VoiceActivityDetector,
     VoiceSession,
 )
+from voiceagent.turns.endpointing import EndpointingConfig
+from voiceagent.turns.vad_state import VadConfig
 
 SPEECH_THRESHOLD = 0.5
 
@@ -78,9 +81,21 @@ class SpeechSpan:
 
 
 def find_speech(
-    vad: VoiceActivityDetector, samples: np.ndarray, threshold: float = SPEECH_THRESHOLD
+    vad: VoiceActivityDetector,
+    samples: np.ndarray,
+    threshold: float = SPEECH_THRESHOLD,
+    min_speech_ms: float = VadConfig.min_speech_ms,
+    min_pause_ms: float = EndpointingConfig.min_silence_ms,
 ) -> SpeechSpan | None:
-    """First and last frame with speech probability >= ``threshold``; None if there is none."""
+    """First and last frame with speech probability >= ``threshold``; None if there is none.
+
+    Voiced frames closer than ``min_pause_ms`` form one stretch; a stretch with less than
+    ``min_speech_ms`` of voiced frames is a blip, not speech, and is left out, as the session's
+    VAD leaves it out (the defaults: its shortest speech, and the shortest pause that can end
+    a turn). jfk.flac ends with
+    two frames of applause 384 ms after "...for your country" (0.51, 0.88): counted as speech,
+    they put the end of speech after the reply had begun.
+    """
     vad.reset()
     voiced: list[int] = []
     for index, start in enumerate(range(0, len(samples), FRAME_SAMPLES)):
@@ -90,10 +105,20 @@ def find_speech(
         if vad.probability(frame.astype(np.float32, copy=False)) >= threshold:
             voiced.append(index)
     vad.reset()
-    if not voiced:
+    frame_ms = FRAME_SAMPLES / PIPELINE_RATE_HZ * 1000
+    stretches: list[list[int]] = []
+    for index in voiced:
+        if stretches and (index - stretches[-1][-1] - 1) * frame_ms < min_pause_ms:
+            stretches[-1].append(index)
+        else:
+            stretches.append([index])
+    speech = [s for s in stretches if len(s) * frame_ms >= min_speech_ms]
+    if not speech:
         return None
-    end_sample = min(len(samples), (voiced[-1] + 1) * FRAME_SAMPLES)
-    return SpeechSpan(voiced[0] * FRAME_SAMPLES / PIPELINE_RATE_HZ, end_sample / PIPELINE_RATE_HZ)
+    end_sample = min(len(samples), (speech[-1][-1] + 1) * FRAME_SAMPLES)
+    return SpeechSpan(
+        speech[0][0] * FRAME_SAMPLES / PIPELINE_RATE_HZ, end_sample / PIPELINE_RATE_HZ
+    )
 
 
 @dataclass
