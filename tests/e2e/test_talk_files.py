@@ -88,6 +88,33 @@ def test_the_longest_wait_can_be_shortened(env, shared_audio):
     assert 0.75 <= waited_s <= 0.85, waited_s
 
 
+def test_a_reader_going_on_after_a_turn_ended_too_soon_is_one_turn_transcribed_whole(
+    env, shared_audio, tmp_path
+):
+    # LJ001-0016 with its pause after "perfection," stretched from 0.35 s to 1 s: the turn
+    # ends there (the words end a sentence) and the reader goes on. The words before the
+    # pause must be transcribed again with the rest, not the second half alone.
+    audio, rate = soundfile.read(shared_audio / "speech" / "LJ001-0016.wav", dtype="float32")
+    cut = int(3.0 * rate)  # inside the pause (2.88-3.23 s)
+    stretched = np.concatenate([audio[:cut], np.zeros(int(0.65 * rate), np.float32), audio[cut:]])
+    source = tmp_path / "paused.wav"
+    soundfile.write(source, stretched, rate)
+    done = voiceagent(
+        "talk", "--input", str(source), "--output", str(tmp_path / "reply.wav"), "--jsonl",
+        env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    events = events_of(done.stdout)
+    transcripts = [e for e in events if e["event"] == "transcript"]
+    assert [t["continues"] for t in transcripts] == [False, True], transcripts
+    first, whole = (t["text"].lower() for t in transcripts)
+    assert "middle ages" in first and "natural" not in first
+    assert "middle ages" in whole and "natural" in whole
+    assert transcripts[1]["audio_s"] > transcripts[0]["audio_s"] + 2.0
+    turns = [e for e in events if e["event"] == "turn"]
+    assert turns[-1]["user_text"] == transcripts[1]["text"]
+
+
 @pytest.mark.parametrize(
     "name",
     ["doing_the_dishes.wav", "near_silence.wav", "Kevin_MacLeod_-_Vibe_Ace.ogg",
