@@ -11,7 +11,7 @@ is measured from there to the first reply sample; the session's own figure, whic
 the online VAD's stop point, is kept beside it as ``voice_to_voice_session``.
 
 A recording is one utterance. If a pause splits it into several turns, the transcripts are
-joined for the word error rate and the latencies are those of the last turn, the one that
+joined for the word error rate (one that continues the one before replaces it) and the latencies are those of the last turn, the one that
 answers the end of the recording (the extra turns are counted as ``split_turns``). Once the
 input has ended the session does not wait for the reply to finish playing (``talk`` does);
 nothing is measured in that wait.
