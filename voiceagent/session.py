@@ -615,8 +615,6 @@ class VoiceSession:
         utterance = self._utterance
         assert utterance is not None
         stats = self._vad_state.stats()
-        speech_s = stats.speech_samples / PIPELINE_RATE_HZ if stats else 0.0
-        speech_s += utterance.earlier_speech_s
         speculation = utterance.speculation
         partial = None
         if speculation is not None and speculation.done() and not speculation.cancelled():
@@ -631,7 +629,7 @@ class VoiceSession:
         decision = self._policy.decide(
             voice_stopped_s=None if stopped is None else stopped / PIPELINE_RATE_HZ,
             now_s=frame_end / PIPELINE_RATE_HZ,
-            speech_duration_s=speech_s,
+            speech_duration_s=_speech_s(utterance, stats),
             transcript=partial,
             turn_start_s=utterance.speech_started_s,
             hint=hint,
@@ -639,18 +637,18 @@ class VoiceSession:
         if decision.action is EndpointAction.WAIT:
             return
         self._utterance = None
-        voiced_share = stats.voiced_share if stats else 0.0
         self._vad_state.reset()
         if decision.action is EndpointAction.TOO_SHORT:
             self._drop_speculation(utterance)
             self._abort_speculative_reply()
             self._record_drop("too_short", "")
             return
-        await self._end_of_utterance(utterance, frame_end, voiced_share, speech_s)
+        await self._end_of_utterance(utterance, frame_end, stats)
 
     async def _end_of_utterance(
-        self, utterance: _Utterance, frame_end: int, voiced_share: float, speech_s: float
+        self, utterance: _Utterance, frame_end: int, stats: UtteranceStats | None
     ) -> None:
+        """``stats``: the VAD's counters for the utterance, taken before the VAD was reset."""
         decided_s = self._now()
         stop_sample = utterance.voice_stopped_sample
         if stop_sample is None:  # cut at the maximum turn length while still talking
@@ -679,6 +677,7 @@ class VoiceSession:
                 decided_audio_s=frame_end / PIPELINE_RATE_HZ,
             )
         )
+        voiced_share = stats.voiced_share if stats else 0.0
         reason = self._drop_reason(transcript, voiced_share, utterance.began_s)
         if reason is not None:
             self._abort_speculative_reply()
@@ -714,8 +713,8 @@ class VoiceSession:
         pending.speculative = speculative
         pending.confirmed.set()
         self._answered = _Answered(
-            utterance.start_sample, utterance.speech_started_s, speech_s, stop_sample,
-            transcript.text,
+            utterance.start_sample, utterance.speech_started_s, _speech_s(utterance, stats),
+            stop_sample, transcript.text,
         )  # fmt: skip
         self._update_audio_gate()
 
@@ -949,12 +948,9 @@ class VoiceSession:
             end = last.sample_index + last.valid_samples if last else 0
             utterance, self._utterance = self._utterance, None
             stats = self._vad_state.stats()
-            speech_s = utterance.earlier_speech_s
-            speech_s += stats.speech_samples / PIPELINE_RATE_HZ if stats else 0.0
             # Nothing more will be heard: the reply's audio gate must not wait for silence.
             self._vad_state.reset()
-            voiced_share = stats.voiced_share if stats else 0.0
-            await self._end_of_utterance(utterance, end, voiced_share, speech_s)
+            await self._end_of_utterance(utterance, end, stats)
 
     # --- bookkeeping ------------------------------------------------------------------------
 
@@ -1003,6 +999,12 @@ class VoiceSession:
         self._emit(turn)
         if self.turn_log is not None:
             self.turn_log.write_turn(turn, self.models.ids)
+
+
+def _speech_s(utterance: _Utterance, stats: UtteranceStats | None) -> float:
+    """Voiced speech in the utterance, with that of a turn it goes on from."""
+    voiced_s = stats.speech_samples / PIPELINE_RATE_HZ if stats else 0.0
+    return voiced_s + utterance.earlier_speech_s
 
 
 def _words(text: str) -> list[str]:

@@ -11,10 +11,10 @@ is measured from there to the first reply sample; the session's own figure, whic
 the online VAD's stop point, is kept beside it as ``voice_to_voice_session``.
 
 A recording is one utterance. If a pause splits it into several turns, the transcripts are
-joined for the word error rate (one that continues the one before replaces it) and the latencies are those of the last turn, the one that
-answers the end of the recording (the extra turns are counted as ``split_turns``). Once the
-input has ended the session does not wait for the reply to finish playing (``talk`` does);
-nothing is measured in that wait.
+joined for the word error rate (one that continues the one before replaces it) and the
+latencies are those of the last turn, the one that answers the end of the recording (the
+extra turns are counted as ``split_turns``). Once the input has ended the session does not
+wait for the reply to finish playing (``talk`` does); nothing is measured in that wait.
 """
 
 from __future__ import annotations
@@ -92,9 +92,8 @@ def find_speech(
     Voiced frames closer than ``min_pause_ms`` form one stretch; a stretch with less than
     ``min_speech_ms`` of voiced frames is a blip, not speech, and is left out, as the session's
     VAD leaves it out (the defaults: its shortest speech, and the shortest pause that can end
-    a turn). jfk.flac ends with
-    two frames of applause 384 ms after "...for your country" (0.51, 0.88): counted as speech,
-    they put the end of speech after the reply had begun.
+    a turn). jfk.flac ends with two frames of applause 384 ms after "...for your country"
+    (0.51, 0.88): counted as speech, they put the end of speech after the reply had begun.
     """
     vad.reset()
     voiced: list[int] = []
