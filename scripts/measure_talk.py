@@ -1,6 +1,10 @@
 """Run `voiceagent talk --input FILE --output reply.wav --jsonl` over a folder of recordings at
 real-time pace and report the per-stage latency percentiles of every turn.
 
+A recording is one utterance, but a reader's pause may end a turn too soon; the reader's next
+words then interrupt that reply. Such turns are counted and shown apart, and voice_to_voice is
+also given per recording, for the turn answered at its end (the way `bench` counts it).
+
 Usage: .venv/bin/python scripts/measure_talk.py [FOLDER] [--limit N]
 (default folder: ../shared/audio/speech)
 """
@@ -34,6 +38,8 @@ def main() -> None:
     if args.limit:
         files = files[: args.limit]
     turns = []
+    last_turns = []  # per recording: the turn answered at its end
+    cut = 0  # turns whose reply the speaker's next words interrupted
     with tempfile.TemporaryDirectory() as scratch:
         for path in files:
             done = subprocess.run(
@@ -44,18 +50,32 @@ def main() -> None:
             if done.returncode != 0:
                 print(f"{path.name}: exit {done.returncode}: {done.stderr.strip()}")
                 continue
+            file_turns = []
             for line in done.stdout.splitlines():
                 event = json.loads(line)
                 if event["event"] == "turn":
-                    turns.append(event)
+                    file_turns.append(event)
                     v2v = event["latency_ms"]["voice_to_voice"]
                     print(f"{path.name}: voice_to_voice {v2v} ms", flush=True)
-    print(f"\n{len(turns)} turns from {len(files)} files")
+                elif event["event"] == "interrupted":
+                    cut += 1
+                    print(f"{path.name}: reply interrupted by the speaker going on", flush=True)
+            turns += file_turns
+            if file_turns:
+                last_turns.append(file_turns[-1])
+    print(f"\n{len(turns)} turns from {len(files)} files; {cut} replies interrupted")
     print(f"{'stage':18} {'p50 ms':>8} {'p95 ms':>8}")
     for key in KEYS:
         values = [t["latency_ms"][key] for t in turns if t["latency_ms"].get(key) is not None]
         if values:
             print(f"{key:18} {percentile(values, 50):8.0f} {percentile(values, 95):8.0f}")
+    ends = [t["latency_ms"]["voice_to_voice"] for t in last_turns]
+    ends = [v for v in ends if v is not None]
+    if ends:
+        print(
+            f"voice_to_voice at each recording's end ({len(ends)}): "
+            f"p50 {percentile(ends, 50):.0f}, p95 {percentile(ends, 95):.0f}"
+        )
     early = sum(t.get("reply_started_early", False) for t in turns)
     print(f"replies started before the end of turn was confirmed: {early}/{len(turns)}")
 
