@@ -913,6 +913,8 @@ class VoiceSession:
                 cleared_s, played_text=heard, silent_after_ms=(silent_s - confirmed_s) * 1000
             )
         )
+        if self.turn_log is not None and self.result.turns:
+            self.turn_log.write_interruption(self.result.turns[-1].index, heard)
         return not kept
 
     def _heard_samples(self) -> int:

@@ -1,7 +1,9 @@
 """The per-session log: one JSON record per turn, in a file only the user can read.
 
-Device trouble is logged too: a ``"record": "device"`` line per loss, recovery or giving up,
-and a closing ``"record": "session_end"`` line with the device counters.
+A reply the user talked over gets a ``"record": "interrupted"`` line after its turn, with
+the words of it that were heard (the turn's ``reply_text`` may be what was written, not what
+was played). Device trouble is logged too: a ``"record": "device"`` line per loss, recovery
+or giving up, and a closing ``"record": "session_end"`` line with the device counters.
 
 Transcripts and replies are the user's private speech: they go to this file (which
 ``--no-log`` turns off) and never to the logging system above DEBUG.
@@ -47,6 +49,17 @@ class SessionLog:
             "speculative": turn.speculative,
         }
         self._write(record)
+
+    def write_interruption(self, turn_index: int, played_text: str) -> None:
+        """Log that the reply of turn ``turn_index`` was cut off, and what of it was heard."""
+        self._write(
+            {
+                "time": _now(),
+                "record": "interrupted",
+                "turn": turn_index,
+                "played_text": played_text,
+            }
+        )
 
     def write_device_notice(self, notice: DeviceNotice) -> None:
         """Log a device loss, recovery or giving up."""

@@ -7,6 +7,7 @@ real-time pace on a fake clock, so a 10 s timeline runs in a fraction of a secon
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from voiceagent.events import (
 )
 from voiceagent.interfaces import Role, Transcript
 from voiceagent.session import Duplex, Models, SessionOptions, VoiceSession
+from voiceagent.session_log import SessionLog
 from voiceagent.testing.fakes import FakeLlm, FakeStt, FakeTts, FakeVad, scripted_audio
 from voiceagent.turns.sentences import whole_sentences
 
@@ -62,6 +64,7 @@ def run_session(
     llm: FakeLlm | None = None,
     weak_frames_at_s: tuple[float, ...] = (),
     speculate: bool = True,
+    turn_log: SessionLog | None = None,
 ) -> tuple[CollectedEvents, FakeStt, FakeLlm, VoiceSession]:
     audio = scripted_audio(speech_s, total_s)
     for at_s in weak_frames_at_s:  # one 32 ms frame of fainter voice, scored 0.6 (WeakVoiceVad)
@@ -84,7 +87,7 @@ def run_session(
             duplex=duplex, max_turns=max_turns, input_hears_output=input_hears_output,
             partial_every_s=partial_every_s, speculate=speculate,
         ),
-        system_prompt="Be brief.", history_tokens=500,
+        system_prompt="Be brief.", history_tokens=500, turn_log=turn_log,
     )  # fmt: skip
     try:
         asyncio.run(session.run())
@@ -198,10 +201,14 @@ def test_speech_from_an_input_that_cannot_hear_us_interrupts_even_in_half_duplex
 
 
 def test_full_duplex_barge_in_interrupts_and_trims_history(tmp_path):
-    events, _, llm, session = run_session(
-        tmp_path, [(0.5, 2.0), (3.5, 4.5)], 12.0, ["Tell me a story.", "Stop please."],
-        reply=LONG_REPLY, duplex=Duplex.FULL,
-    )  # fmt: skip
+    log = SessionLog.create(tmp_path / "sessions")
+    try:
+        events, _, llm, session = run_session(
+            tmp_path, [(0.5, 2.0), (3.5, 4.5)], 12.0, ["Tell me a story.", "Stop please."],
+            reply=LONG_REPLY, duplex=Duplex.FULL, turn_log=log,
+        )  # fmt: skip
+    finally:
+        log.close()
     interrupted = events.of(Interrupted)
     assert len(interrupted) == 1
     assert interrupted[0].silent_after_ms <= 100
@@ -218,6 +225,12 @@ def test_full_duplex_barge_in_interrupts_and_trims_history(tmp_path):
     assert heard.startswith(kept) and len(kept.split()) < len(heard.split())
     assert kept == "This is a long answer that keeps going."  # chunks of 3 and 5 words
     assert second_prompt[-1].content == "Stop please."
+    # The session log says which reply was cut off and what of it the user heard.
+    records = [json.loads(line) for line in log.path.read_text().splitlines()]
+    assert [(r["record"], r["turn"]) for r in records] == [
+        ("turn", 1), ("interrupted", 1), ("turn", 2)
+    ]  # fmt: skip
+    assert records[1]["played_text"] == heard
 
 
 def test_max_turns_ends_the_session(tmp_path):
