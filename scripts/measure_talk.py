@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,7 +40,7 @@ def main() -> None:
         files = files[: args.limit]
     turns = []
     last_turns = []  # per recording: the turn answered at its end
-    cut = 0  # turns whose reply the speaker's next words interrupted
+    talked_over = []  # per reply the speaker's next words interrupted: ms it went on over them
     with tempfile.TemporaryDirectory() as scratch:
         for path in files:
             done = subprocess.run(
@@ -58,12 +59,21 @@ def main() -> None:
                     v2v = event["latency_ms"]["voice_to_voice"]
                     print(f"{path.name}: voice_to_voice {v2v} ms", flush=True)
                 elif event["event"] == "interrupted":
-                    cut += 1
-                    print(f"{path.name}: reply interrupted by the speaker going on", flush=True)
+                    talked_over.append(event["talked_over_ms"])
+                    print(
+                        f"{path.name}: reply interrupted by the speaker going on; it went on "
+                        f"{event['talked_over_ms']:.0f} ms over their voice",
+                        flush=True,
+                    )
             turns += file_turns
             if file_turns:
                 last_turns.append(file_turns[-1])
-    print(f"\n{len(turns)} turns from {len(files)} files; {cut} replies interrupted")
+    print(f"\n{len(turns)} turns from {len(files)} files; {len(talked_over)} replies interrupted")
+    if talked_over:
+        print(
+            f"interrupted replies went on over the speaker's voice: median "
+            f"{statistics.median(talked_over):.0f} ms, max {max(talked_over):.0f} ms"
+        )
     print(f"{'stage':18} {'p50 ms':>8} {'p95 ms':>8}")
     for key in KEYS:
         values = [t["latency_ms"][key] for t in turns if t["latency_ms"].get(key) is not None]

@@ -91,7 +91,11 @@ class Reply(Event):
 class Interrupted(Event):
     name: ClassVar[str] = "interrupted"
     played_text: str = ""
+    # From the speech being confirmed to the reply's silence; below 0 when the reply was held
+    # as the voice began, before it was confirmed.
     silent_after_ms: float = 0.0
+    # How long the reply went on over the user's voice: from its first voiced frame to silence.
+    talked_over_ms: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -267,6 +267,7 @@ class VoiceSession:
         self._last_reply_text = ""
         self._started_s = clock.now_s()
         self._offset_s = 0.0  # session time minus audio time, from the latest frame
+        self._held_since_s: float | None = None  # clock time the reply was held (see _update_hold)
         self.history: ConversationHistory | None = None
         if options.reply:
             assert models.llm is not None and models.tts is not None and sink is not None
@@ -327,6 +328,39 @@ class VoiceSession:
         else:
             pending.go.clear()
 
+    def _update_hold(self) -> None:
+        """Voice heard over our reply holds it at once, before it is confirmed as speech.
+
+        Where the user's speech interrupts us (see _hears_user_over_us) it takes min_speech_ms
+        (250 ms) to tell it from a cough; until then the reply would play on over them, as it
+        did over readers going on after a pause we took for their end. So the reply goes silent
+        as soon as the VAD hears voice (two frames), and plays on from where it stopped if that
+        voice is a blip; confirmed speech then interrupts it (_maybe_barge_in).
+        """
+        if self.sink is None or not self._hears_user_over_us or not self.options.realtime:
+            return
+        if self._held_since_s is not None:
+            if self._vad_state.state is VadState.SILENCE:
+                self._resume_held_reply()
+            return
+        if self._vad_state.state is VadState.CANDIDATE and self._reply_is_audible():
+            self.sink.hold()
+            self._held_since_s = self.clock.now_s()
+
+    def _reply_is_audible(self) -> bool:
+        responder = self._responder
+        if responder is None or responder.current is None or not responder.current.chunks:
+            return False
+        return self.clock.now_s() < responder.speaking_until_s
+
+    def _resume_held_reply(self) -> None:
+        held_since_s, self._held_since_s = self._held_since_s, None
+        if held_since_s is None or self.sink is None:
+            return
+        self.sink.resume()
+        if self._responder is not None:
+            self._responder.speaking_until_s += self.clock.now_s() - held_since_s
+
     @property
     def _turns_done(self) -> bool:
         limit = self.options.max_turns
@@ -346,6 +380,7 @@ class VoiceSession:
                     if self._turns_done:
                         break
             await self._finish_listening()
+            self._resume_held_reply()  # voice heard as the input ended never became speech
             self._abort_speculative_reply()
             if self._respond_task is not None:
                 await self._respond_task
@@ -379,6 +414,7 @@ class VoiceSession:
         probability = await vad_worker.call(self.models.vad.probability, frame.samples)
         for event in self._vad_state.update(probability, frame_end):
             self._on_vad_event(event)
+        self._update_hold()
         if self._reply_is_silent_yet():
             self._update_audio_gate()
         if self._utterance is not None:
@@ -848,7 +884,7 @@ class VoiceSession:
     @property
     def is_replying(self) -> bool:
         """A reply is being generated, or its audio is still playing."""
-        if self._respond_task is not None:
+        if self._respond_task is not None or self._held_since_s is not None:
             return True
         return self._responder is not None and self.clock.now_s() < self._responder.speaking_until_s
 
@@ -879,6 +915,9 @@ class VoiceSession:
             first_sample_s = self.sink.first_sample_time_s
         self.sink.clear()
         cleared_s = self._now()
+        # Held when the voice began: it has been silent since then.
+        held_since_s, self._held_since_s = self._held_since_s, None
+        silenced_s = cleared_s if held_since_s is None else held_since_s - self._started_s
         responder.speaking_until_s = self.clock.now_s()
         pending, still_writing = self._pending, self._respond_task is not None
         self._drop_reply()
@@ -906,11 +945,15 @@ class VoiceSession:
         self._last_reply_text = heard
         self.result.interruptions += 1
         confirmed_s = self._audio_time_to_session(event.detected_sample)
+        voice_began_s = self._audio_time_to_session(event.start_sample)
         # Audio already handed to a device still plays for its output latency.
-        silent_s = cleared_s + float(getattr(self.sink, "output_latency_s", 0.0))
+        silent_s = silenced_s + float(getattr(self.sink, "output_latency_s", 0.0))
         self._emit(
             Interrupted(
-                cleared_s, played_text=heard, silent_after_ms=(silent_s - confirmed_s) * 1000
+                cleared_s,
+                played_text=heard,
+                silent_after_ms=(silent_s - confirmed_s) * 1000,
+                talked_over_ms=max(0.0, silent_s - voice_began_s) * 1000,
             )
         )
         if self.turn_log is not None and self.result.turns:

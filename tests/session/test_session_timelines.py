@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile
 
 from voiceagent.audio.clock import FakeClock
 from voiceagent.audio.files import write_wav
@@ -204,14 +205,17 @@ def test_full_duplex_barge_in_interrupts_and_trims_history(tmp_path):
     log = SessionLog.create(tmp_path / "sessions")
     try:
         events, _, llm, session = run_session(
-            tmp_path, [(0.5, 2.0), (3.5, 4.5)], 12.0, ["Tell me a story.", "Stop please."],
+            tmp_path, [(0.5, 2.0), (3.7, 4.7)], 12.0, ["Tell me a story.", "Stop please."],
             reply=LONG_REPLY, duplex=Duplex.FULL, turn_log=log,
         )  # fmt: skip
     finally:
         log.close()
     interrupted = events.of(Interrupted)
     assert len(interrupted) == 1
-    assert interrupted[0].silent_after_ms <= 100
+    # The reply was held as the voice began (two 32 ms frames), before the 250 ms that
+    # confirm it as speech.
+    assert interrupted[0].talked_over_ms == pytest.approx(64, abs=1)
+    assert interrupted[0].silent_after_ms == pytest.approx(64 - 256, abs=1)
     heard = interrupted[0].played_text
     assert heard and len(heard.split()) < len(LONG_REPLY.split())
     assert LONG_REPLY.startswith(heard)
@@ -231,6 +235,41 @@ def test_full_duplex_barge_in_interrupts_and_trims_history(tmp_path):
         ("turn", 1), ("interrupted", 1), ("turn", 2)
     ]  # fmt: skip
     assert records[1]["played_text"] == heard
+
+
+def _voiced_samples(path: Path) -> tuple[int, np.ndarray]:
+    audio, _ = soundfile.read(path, dtype="float32")
+    return int(np.count_nonzero(audio)), audio
+
+
+def test_a_cough_over_the_reply_holds_it_and_it_plays_on_whole(tmp_path):
+    # A 96 ms blip 1.2 s into the long reply: the reply stops as the voice begins and, the
+    # blip rejected as too short for speech, plays on from where it stopped; nothing is cut.
+    plain, coughed = tmp_path / "plain", tmp_path / "coughed"
+    plain.mkdir()
+    coughed.mkdir()
+    run_session(
+        plain, [(0.5, 2.0)], 12.0, ["Tell me a story."], reply=LONG_REPLY, duplex=Duplex.FULL
+    )
+    events, stt, _, session = run_session(
+        coughed, [(0.5, 2.0), (3.9, 3.996)], 12.0, ["Tell me a story."], reply=LONG_REPLY,
+        duplex=Duplex.FULL,
+    )  # fmt: skip
+    assert events.of(Interrupted) == []
+    assert [t.reply_text for t in events.of(Turn)] == [LONG_REPLY]
+    assert len(stt.calls) == 1
+    voiced_plain, audio_plain = _voiced_samples(plain / "reply.wav")
+    voiced, audio = _voiced_samples(coughed / "reply.wav")
+    assert voiced == voiced_plain  # all of it was played
+    # Two voiced 32 ms frames (the first holds 4 ms of the cough) hold it at 3.936 s; the
+    # cough's last frame ends at 4.0 s and two silent frames reject it at 4.064 s, when the
+    # reply plays on: 128 ms of silence in the reply, which ends that much later.
+    held = slice(int(3.936 * 16000), int(4.064 * 16000))
+    assert not audio[held].any() and np.abs(audio_plain[held]).max() > 0.2
+    assert np.abs(audio[held.stop : held.stop + 160]).max() > 0.2  # 10 ms on, it plays
+    assert np.abs(audio[held.start - 160 : held.start]).max() > 0.2  # it played until then
+    assert len(audio) == len(audio_plain) + int(0.128 * 16000)
+    assert not session.sink.is_held
 
 
 def test_max_turns_ends_the_session(tmp_path):

@@ -196,6 +196,26 @@ def test_speaker_clear_drops_queued_audio_at_once() -> None:
     assert sink.played_samples == 480
 
 
+def test_speaker_hold_plays_silence_and_resume_goes_on_where_it_stopped() -> None:
+    sink = SpeakerSink(DeviceInfo(5, "fake speaker", "ALSA", 0, 1, 16000), clock=FakeClock())
+    sink.write(np.arange(1, 1001, dtype=np.float32) / 1000, 16000)
+    out = np.zeros((256, 1), dtype=np.float32)
+    sink._callback(out, 256, None, FakeStatus())
+    sink.hold()
+    assert sink.is_held
+    sink.write(np.full(100, -0.5, dtype=np.float32), 16000)  # kept while held
+    sink._callback(out, 256, None, FakeStatus())
+    assert not out.any()
+    assert (sink.played_samples, sink.queued_samples) == (256, 844)
+    sink.resume()
+    sink._callback(out, 256, None, FakeStatus())
+    assert out[0, 0] == pytest.approx(0.257)  # the sample after the last one played
+    sink.hold()
+    sink.clear()  # a held reply the user talked over is dropped, and the hold with it
+    assert not sink.is_held and sink.queued_samples == 0
+    assert sink.played_samples == 512
+
+
 def test_speaker_drain_waits_for_the_callback() -> None:
     sink = SpeakerSink(DeviceInfo(5, "fake speaker", "ALSA", 0, 1, 16000), clock=FakeClock())
     sink._stream = object()  # pretend started; the test drives the callback itself

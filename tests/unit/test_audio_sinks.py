@@ -90,6 +90,59 @@ def test_clear_cuts_audio_not_yet_heard_from_a_timeline_file(tmp_path: Path) -> 
     assert not audio[24000:40000].any()
 
 
+def test_hold_silences_a_timeline_file_and_resume_plays_the_rest_later(tmp_path: Path) -> None:
+    # Voice over a 2 s reply 0.5 s in: the reply stops there; it was a cough, so 0.25 s later
+    # the other 1.5 s follow, with what was written meanwhile, and nothing is lost.
+    clock = FakeClock()
+    path = tmp_path / "reply.wav"
+    with WavFileSink.open(path, 16000, clock=clock, pad_to_clock=True) as sink:
+        clock.advance(1.0)
+        sink.write(np.full(32000, 0.5, np.float32), 16000)
+        clock.advance(0.5)
+        sink.hold()
+        assert sink.is_held
+        assert (sink.played_samples, sink.queued_samples) == (8000, 24000)
+        sink.write(np.full(1600, 0.25, np.float32), 16000)  # the reply's next chunk
+        assert (sink.played_samples, sink.queued_samples) == (8000, 25600)
+        clock.advance(0.25)
+        sink.resume()
+        assert not sink.is_held
+        assert (sink.played_samples, sink.queued_samples) == (33600, 0)
+        assert sink.first_sample_time_s == 1.0
+    audio, _ = soundfile.read(path, dtype="float32")
+    assert len(audio) == 16000 + 8000 + 4000 + 24000 + 1600
+    assert not audio[24000:28000].any()  # the 0.25 s it was held
+    assert np.count_nonzero(np.isclose(audio, 0.5, atol=0.01)) == 32000
+    assert np.isclose(audio[28000:52000], 0.5, atol=0.01).all()
+    assert np.isclose(audio[52000:], 0.25, atol=0.01).all()
+
+
+def test_clear_while_held_drops_what_was_held(tmp_path: Path) -> None:
+    clock = FakeClock()
+    path = tmp_path / "reply.wav"
+    with WavFileSink.open(path, 16000, clock=clock, pad_to_clock=True) as sink:
+        sink.write(np.full(32000, 0.5, np.float32), 16000)
+        clock.advance(0.5)
+        sink.hold()
+        sink.write(np.full(1600, 0.25, np.float32), 16000)
+        clock.advance(0.25)
+        sink.clear()  # the voice was the user's: the reply is cut where it was held
+        assert not sink.is_held
+        assert (sink.played_samples, sink.queued_samples) == (8000, 0)
+        sink.resume()  # nothing held: nothing to play
+    audio, _ = soundfile.read(path, dtype="float32")
+    assert len(audio) == 8000
+
+
+def test_hold_without_a_timeline_holds_nothing(tmp_path: Path) -> None:
+    # As fast as possible everything written counts as played: there is nothing ahead to hold.
+    with WavFileSink.open(tmp_path / "out.wav", 16000) as sink:
+        sink.write(np.full(1600, 0.5, np.float32), 16000)
+        sink.hold()
+        sink.write(np.full(1600, 0.5, np.float32), 16000)
+        assert not sink.is_held and sink.played_samples == 3200
+
+
 def test_write_after_close_is_an_error(tmp_path: Path) -> None:
     sink = WavFileSink.open(tmp_path / "out.wav", 16000)
     sink.close()

@@ -60,6 +60,17 @@ class AudioSink(Protocol):
         """Drop all queued audio at once (barge-in) and restart timing like :meth:`mark_start`."""
         ...
 
+    def hold(self) -> None:
+        """Go silent at once but keep what was not heard yet, to :meth:`resume` or :meth:`clear`.
+
+        While held, :attr:`played_samples` stands still and writes are kept too.
+        """
+        ...
+
+    def resume(self) -> None:
+        """Play on from where :meth:`hold` stopped: nothing is lost, it only comes later."""
+        ...
+
     async def drain(self) -> None:
         """Wait until everything written has been handed to the device or file."""
         ...
@@ -103,7 +114,9 @@ class WavFileSink:
     :meth:`close`, so a reader never sees half a file. With ``pad_to_clock`` silence is inserted
     so each chunk starts at the clock time it was written (relative to :meth:`open`), like a
     speaker that sat idle in between, and :meth:`clear` cuts off what lies ahead of the clock
-    (not heard yet). Otherwise chunks follow each other directly and all counts as played.
+    (not heard yet), as :meth:`hold` does until :meth:`resume` writes it back at the clock's
+    time. Otherwise chunks follow each other directly and all counts as played (and nothing is
+    ever held).
     """
 
     def __init__(
@@ -126,6 +139,7 @@ class WavFileSink:
         self._played_samples = 0
         self._first_sample_time_s: float | None = None
         self._is_closed = False
+        self._held: list[np.ndarray] | None = None
 
     @classmethod
     def open(
@@ -146,7 +160,7 @@ class WavFileSink:
         try:
             sink._file = soundfile.SoundFile(
                 str(sink._temporary),
-                mode="w",
+                mode="w+",  # readable too: hold() takes back audio written ahead of the clock
                 samplerate=output_rate_hz,
                 channels=1,
                 format="WAV",
@@ -174,6 +188,16 @@ class WavFileSink:
         return self._played_samples / self._output_rate_hz
 
     @property
+    def queued_samples(self) -> int:
+        """Samples written but not in the file: what :meth:`hold` keeps."""
+        return sum(piece.size for piece in self._held) if self._held is not None else 0
+
+    @property
+    def is_held(self) -> bool:
+        """Between :meth:`hold` and :meth:`resume` (or :meth:`clear`)."""
+        return self._held is not None
+
+    @property
     def first_sample_time_s(self) -> float | None:
         """Clock time of the first write since the last :meth:`mark_start`/:meth:`clear`."""
         return self._first_sample_time_s
@@ -183,6 +207,13 @@ class WavFileSink:
         if self._file is None or self._is_closed:
             raise RuntimeError("WavFileSink.write() needs an open sink (use WavFileSink.open)")
         samples = resample_once(to_mono_float32(chunk), rate_hz, self._output_rate_hz)
+        if self._held is not None:
+            self._held.append(samples)
+            return
+        self._place(samples)
+
+    def _place(self, samples: np.ndarray) -> None:
+        """Write ``samples`` at the clock's time (padding up to it first with ``pad_to_clock``)."""
         now_s = self.clock.now_s()
         if self.pad_to_clock:
             due_sample = round((now_s - self._opened_at_s) * self._output_rate_hz)
@@ -211,17 +242,42 @@ class WavFileSink:
 
     def clear(self) -> None:
         """Stop "playing" now: with ``pad_to_clock`` the file is a timeline, so audio written
-        ahead of the clock (not yet heard, as on a speaker) is cut off the file. Without it,
-        everything written counts as played and only the timing restarts."""
+        ahead of the clock (not yet heard, as on a speaker) is cut off the file, and held audio
+        is dropped. Without it, everything written counts as played and only the timing
+        restarts."""
         self.mark_start()
-        if not self.pad_to_clock or self._file is None or self._is_closed:
+        self._held = None
+        self._cut_ahead(keep_cut=False)
+
+    def hold(self) -> None:
+        """Go silent now: with ``pad_to_clock``, audio written ahead of the clock is taken off
+        the file and kept, with whatever is written until :meth:`resume`. Without it nothing
+        lies ahead to hold (everything counts as played), so this does nothing."""
+        if not self.pad_to_clock or self._held is not None or self._is_closed:
             return
+        cut = self._cut_ahead(keep_cut=True)
+        self._held = [cut] if cut.size else []
+
+    def resume(self) -> None:
+        """Write what :meth:`hold` kept at the clock's time, after the silence it left."""
+        held, self._held = self._held, None
+        if held:
+            self._place(np.concatenate(held))
+
+    def _cut_ahead(self, keep_cut: bool) -> np.ndarray:
+        """Cuts the audio written ahead of the clock off the file (``pad_to_clock`` only) and
+        returns it when ``keep_cut`` (read back from the file), else an empty array."""
+        nothing = np.zeros(0, dtype=np.float32)
+        if not self.pad_to_clock or self._file is None or self._is_closed:
+            return nothing
         now_sample = round((self.clock.now_s() - self._opened_at_s) * self._output_rate_hz)
         cut = self._written_samples - max(now_sample, 0)
         if cut <= 0:
-            return
+            return nothing
         keep = self._written_samples - cut
         try:
+            self._file.seek(keep)
+            taken = self._file.read(cut, dtype="float32") if keep_cut else nothing
             self._file.seek(keep)
             self._file.truncate(keep)
         except (RuntimeError, OSError) as error:
@@ -235,6 +291,7 @@ class WavFileSink:
             for c in self.chunks
             if c.start_sample < keep
         ]
+        return taken
 
     async def drain(self) -> None:
         """Return at once: writes go straight to the file."""

@@ -84,6 +84,7 @@ class SpeakerSink:
         self._error: BaseException | None = None
         self._is_closing = False
         self._is_pausing = False
+        self._is_held = False
         self._is_recovering = False
         self._stop_recovery = threading.Event()
         self._recovery: threading.Thread | None = None
@@ -198,8 +199,23 @@ class SpeakerSink:
     def clear(self) -> None:
         """Drop all queued audio; the device plays silence from its next buffer on."""
         self._queue.clear()
+        self._is_held = False
         self.mark_start()
         self._wake_drain_waiters()
+
+    @property
+    def is_held(self) -> bool:
+        """Between :meth:`hold` and :meth:`resume` (or :meth:`clear`)."""
+        return self._is_held
+
+    def hold(self) -> None:
+        """Go silent from the device's next buffer on, keeping the queued audio (and what is
+        written meanwhile) for :meth:`resume`."""
+        self._is_held = True
+
+    def resume(self) -> None:
+        """Play the queued audio on from where :meth:`hold` stopped it."""
+        self._is_held = False
 
     async def drain(self) -> None:
         """Wait until every written sample has been handed to the device.
@@ -228,6 +244,8 @@ class SpeakerSink:
             try:
                 await asyncio.wait_for(asyncio.shield(done), playing_s + self.stall_timeout_s)
             except TimeoutError:
+                if self._is_held:
+                    continue  # held on purpose (the user may be talking), not stalled
                 self.lose(
                     DeviceError(
                         f"The output device {self.device.name} stopped playing (nothing taken "
@@ -241,7 +259,7 @@ class SpeakerSink:
 
     def _callback(self, outdata: np.ndarray, frame_count: int, time_info: Any, status: Any) -> None:
         mono = np.zeros(frame_count, dtype=np.float32)
-        copied = self._queue.read_into(mono)
+        copied = 0 if self._is_held else self._queue.read_into(mono)
         outdata[:] = mono[:, np.newaxis]
         with self._lock:
             self._device_samples += frame_count
