@@ -192,8 +192,14 @@ def test_speaker_clear_drops_queued_audio_at_once() -> None:
     assert sink.queued_samples == 0
     assert sink.first_sample_time_s is None
     sink._callback(out, 480, None, FakeStatus())
+    # The next 5 ms fade out instead of stopping mid-swing (a click), then silence.
+    fade = out[:240, 0]
+    assert fade[0] == pytest.approx(0.5) and (np.diff(fade) < 0).all() and fade[-1] < 0.01
+    assert not out[240:].any()
+    assert sink.played_samples == 480 + 240
+    assert sink.first_sample_time_s is None  # the fade starts no new reply's timing
+    sink._callback(out, 480, None, FakeStatus())
     assert not out.any()
-    assert sink.played_samples == 480
 
 
 def test_speaker_hold_plays_silence_and_resume_goes_on_where_it_stopped() -> None:
@@ -205,15 +211,24 @@ def test_speaker_hold_plays_silence_and_resume_goes_on_where_it_stopped() -> Non
     assert sink.is_held
     sink.write(np.full(100, -0.5, dtype=np.float32), 16000)  # kept while held
     sink._callback(out, 256, None, FakeStatus())
+    # 5 ms (80 samples) fade out, then silence.
+    assert out[0, 0] == pytest.approx(0.257) and out[79, 0] < 0.01
+    assert not out[80:].any()
+    sink._callback(out, 256, None, FakeStatus())
     assert not out.any()
-    assert (sink.played_samples, sink.queued_samples) == (256, 844)
+    assert (sink.played_samples, sink.queued_samples) == (336, 764)
     sink.resume()
     sink._callback(out, 256, None, FakeStatus())
-    assert out[0, 0] == pytest.approx(0.257)  # the sample after the last one played
+    # On from the sample after the fade, fading in over 80 samples.
+    assert out[0, 0] == 0.0
+    assert out[40, 0] == pytest.approx(0.377 * 40 / 79, rel=1e-3)
+    assert out[80:, 0] == pytest.approx(np.arange(417, 593) / 1000)
     sink.hold()
     sink.clear()  # a held reply the user talked over is dropped, and the hold with it
     assert not sink.is_held and sink.queued_samples == 0
-    assert sink.played_samples == 512
+    sink._callback(out, 256, None, FakeStatus())
+    assert out[:80].any() and not out[80:].any()  # it fades out what came next once more
+    assert sink.played_samples == 336 + 256 + 80
 
 
 def test_speaker_drain_waits_for_the_callback() -> None:

@@ -40,6 +40,9 @@ RECOVERY_JOIN_TIMEOUT_S = 5.0
 
 
 OUTPUT_LATENCY_S = 0.05
+FADE_S = 0.005
+"""Audio stopped mid-reply (hold, clear) fades out over this much of what came next, and held
+audio fades back in over it: a waveform cut off or resumed mid-swing clicks."""
 """Output buffer asked of PortAudio. Its "low" setting (8.6 ms through ALSA's pulse plugin here)
 underran twice in 15 s with the CPU busy, and each underrun stalled the output for ~2 s while
 ALSA recovered (a reply heard 2.5 s late); 50 ms never underran in the same test. It is also
@@ -85,6 +88,8 @@ class SpeakerSink:
         self._is_closing = False
         self._is_pausing = False
         self._is_held = False
+        self._fade_out: np.ndarray | None = None  # to play before anything else (_take_fade_out)
+        self._fade_in = False  # the next audio played fades in (after resume)
         self._is_recovering = False
         self._stop_recovery = threading.Event()
         self._recovery: threading.Thread | None = None
@@ -197,10 +202,14 @@ class SpeakerSink:
             self._first_sample_time_s = None
 
     def clear(self) -> None:
-        """Drop all queued audio; the device plays silence from its next buffer on."""
-        self._queue.clear()
-        self._is_held = False
-        self.mark_start()
+        """Drop all queued audio; the device plays silence from its next buffer on (after a
+        fade of ``FADE_S``)."""
+        with self._lock:
+            self._take_fade_out()
+            self._queue.clear()
+            self._is_held = False
+            self._fade_in = False
+            self._first_sample_time_s = None
         self._wake_drain_waiters()
 
     @property
@@ -209,13 +218,30 @@ class SpeakerSink:
         return self._is_held
 
     def hold(self) -> None:
-        """Go silent from the device's next buffer on, keeping the queued audio (and what is
-        written meanwhile) for :meth:`resume`."""
-        self._is_held = True
+        """Go silent from the device's next buffer on (after a fade of ``FADE_S``), keeping the
+        queued audio (and what is written meanwhile) for :meth:`resume`."""
+        with self._lock:
+            if not self._is_held:
+                self._take_fade_out()
+                self._is_held = True
 
     def resume(self) -> None:
-        """Play the queued audio on from where :meth:`hold` stopped it."""
-        self._is_held = False
+        """Play the queued audio on from where :meth:`hold` stopped it, fading in."""
+        with self._lock:
+            if self._is_held:
+                self._is_held = False
+                self._fade_in = True
+
+    def _take_fade_out(self) -> None:
+        """Takes the next ``FADE_S`` of queued audio, faded to silence, to play before the cut
+        (with ``_lock`` held, so no callback plays anything in between)."""
+        if self._is_held or self._fade_out is not None:
+            return  # already silent, or fading
+        tail = np.zeros(max(1, round(FADE_S * self.output_rate_hz)), dtype=np.float32)
+        taken = self._queue.read_into(tail)
+        if taken:
+            self._fade_out = tail[:taken] * np.linspace(1.0, 0.0, taken, dtype=np.float32)
+            self._played_samples += taken  # they will be heard, fading
 
     async def drain(self) -> None:
         """Wait until every written sample has been handed to the device.
@@ -259,17 +285,29 @@ class SpeakerSink:
 
     def _callback(self, outdata: np.ndarray, frame_count: int, time_info: Any, status: Any) -> None:
         mono = np.zeros(frame_count, dtype=np.float32)
-        copied = 0 if self._is_held else self._queue.read_into(mono)
-        outdata[:] = mono[:, np.newaxis]
+        fresh = 0
         with self._lock:
+            faded = 0  # the end of a reply held or cleared, fading out (counted when taken)
+            if self._fade_out is not None:
+                faded = min(frame_count, self._fade_out.size)
+                mono[:faded] = self._fade_out[:faded]
+                rest = self._fade_out[faded:]
+                self._fade_out = rest if rest.size else None
+            if not self._is_held and self._fade_out is None:
+                fresh = self._queue.read_into(mono[faded:])
+                if self._fade_in and fresh:
+                    ramp = min(fresh, round(FADE_S * self.output_rate_hz))
+                    mono[faded : faded + ramp] *= np.linspace(0.0, 1.0, ramp, dtype=np.float32)
+                    self._fade_in = False
             self._device_samples += frame_count
-            if copied:
+            self._played_samples += fresh
+            if fresh:
                 if self._first_sample_time_s is None:
                     self._first_sample_time_s = self.clock.now_s()
-                self._played_samples += copied
                 if status.output_underflow:
                     self.underflow_count += 1
-        if copied < frame_count:
+        outdata[:] = mono[:, np.newaxis]
+        if faded + fresh < frame_count:
             self._wake_drain_waiters()
 
     def _finished(self) -> None:
