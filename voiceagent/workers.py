@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, ParamSpec, TypeVar
@@ -22,14 +23,35 @@ class ModelWorker:
     def __init__(self, name: str) -> None:
         self.name = name
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"voiceagent-{name}")
+        self._lock = threading.Lock()
+        self._unfinished = 0
+
+    @property
+    def busy(self) -> bool:
+        """A call is running or waiting for the thread."""
+        with self._lock:
+            return self._unfinished > 0
+
+    def _counted(self, func: Callable[[], R]) -> Callable[[], R]:
+        with self._lock:
+            self._unfinished += 1
+
+        def run() -> R:
+            try:
+                return func()
+            finally:
+                with self._lock:
+                    self._unfinished -= 1
+
+        return run
 
     async def call(self, func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, lambda: func(*args, **kwargs))
+        return await loop.run_in_executor(self._pool, self._counted(lambda: func(*args, **kwargs)))
 
     def submit(self, func: Callable[[], R]) -> Future[R]:
         """Start ``func`` on the worker thread from synchronous code (loading models)."""
-        return self._pool.submit(func)
+        return self._pool.submit(self._counted(func))
 
     def close(self) -> None:
         """Finish the running call (models stop between tokens when asked) and end the thread."""

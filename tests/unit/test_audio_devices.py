@@ -220,8 +220,8 @@ def test_speaker_hold_plays_silence_and_resume_goes_on_where_it_stopped() -> Non
     sink.resume()
     sink._callback(out, 256, None, FakeStatus())
     # On from the sample after the fade, fading in over 80 samples.
-    assert out[0, 0] == 0.0
-    assert out[40, 0] == pytest.approx(0.377 * 40 / 79, rel=1e-3)
+    assert out[0, 0] == pytest.approx(0.337 / 80, rel=1e-3)
+    assert out[40, 0] == pytest.approx(0.377 * 41 / 80, rel=1e-3)
     assert out[80:, 0] == pytest.approx(np.arange(417, 593) / 1000)
     sink.hold()
     sink.clear()  # a held reply the user talked over is dropped, and the hold with it

@@ -71,8 +71,18 @@ def test_mark_start_and_clear_restart_timing(tmp_path: Path) -> None:
         asyncio.run(sink.drain())
 
 
+def _fades_out(samples: np.ndarray, level: float) -> bool:
+    """From ``level`` down to nearly nothing, never 0 (as ``fade_ramp`` fades)."""
+    return (
+        samples[0] == pytest.approx(level, abs=1e-3)
+        and bool((np.diff(samples) < 0).all())
+        and 0 < samples[-1] < 0.02
+    )
+
+
 def test_clear_cuts_audio_not_yet_heard_from_a_timeline_file(tmp_path: Path) -> None:
-    # A barge-in 0.5 s into a 2 s reply: the file keeps what a listener heard, then silence.
+    # A barge-in 0.5 s into a 2 s reply: the file keeps what a listener heard, a 5 ms fade of
+    # what came next (a cut mid-swing clicks), then silence.
     clock = FakeClock()
     path = tmp_path / "reply.wav"
     with WavFileSink.open(path, 16000, clock=clock, pad_to_clock=True) as sink:
@@ -80,19 +90,20 @@ def test_clear_cuts_audio_not_yet_heard_from_a_timeline_file(tmp_path: Path) -> 
         sink.write(np.full(32000, 0.5, np.float32), 16000)
         clock.advance(0.5)
         sink.clear()
-        assert sink.played_samples == 8000
-        assert [(c.start_sample, c.sample_count) for c in sink.chunks] == [(16000, 8000)]
+        assert sink.played_samples == 8000 + 80
+        assert [(c.start_sample, c.sample_count) for c in sink.chunks] == [(16000, 8080)]
         clock.advance(1.0)
         sink.write(np.full(1600, 0.25, np.float32), 16000)
     audio, _ = soundfile.read(path, dtype="float32")
     assert len(audio) == 16000 + 8000 + 16000 + 1600
-    assert np.count_nonzero(np.isclose(audio, 0.5, atol=0.01)) == 8000
-    assert not audio[24000:40000].any()
+    assert np.isclose(audio[16000:24000], 0.5, atol=1e-3).all()
+    assert _fades_out(audio[24000:24080], 0.5)
+    assert not audio[24080:40000].any()
 
 
 def test_hold_silences_a_timeline_file_and_resume_plays_the_rest_later(tmp_path: Path) -> None:
-    # Voice over a 2 s reply 0.5 s in: the reply stops there; it was a cough, so 0.25 s later
-    # the other 1.5 s follow, with what was written meanwhile, and nothing is lost.
+    # Voice over a 2 s reply 0.5 s in: the reply fades out there; it was a cough, so 0.25 s
+    # later the rest follows, fading in, with what was written meanwhile; nothing is lost.
     clock = FakeClock()
     path = tmp_path / "reply.wav"
     with WavFileSink.open(path, 16000, clock=clock, pad_to_clock=True) as sink:
@@ -101,20 +112,21 @@ def test_hold_silences_a_timeline_file_and_resume_plays_the_rest_later(tmp_path:
         clock.advance(0.5)
         sink.hold()
         assert sink.is_held
-        assert (sink.played_samples, sink.queued_samples) == (8000, 24000)
+        assert (sink.played_samples, sink.queued_samples) == (8080, 23920)
         sink.write(np.full(1600, 0.25, np.float32), 16000)  # the reply's next chunk
-        assert (sink.played_samples, sink.queued_samples) == (8000, 25600)
+        assert (sink.played_samples, sink.queued_samples) == (8080, 25520)
         clock.advance(0.25)
         sink.resume()
         assert not sink.is_held
         assert (sink.played_samples, sink.queued_samples) == (33600, 0)
         assert sink.first_sample_time_s == 1.0
     audio, _ = soundfile.read(path, dtype="float32")
-    assert len(audio) == 16000 + 8000 + 4000 + 24000 + 1600
-    assert not audio[24000:28000].any()  # the 0.25 s it was held
-    assert np.count_nonzero(np.isclose(audio, 0.5, atol=0.01)) == 32000
-    assert np.isclose(audio[28000:52000], 0.5, atol=0.01).all()
-    assert np.isclose(audio[52000:], 0.25, atol=0.01).all()
+    assert len(audio) == 28000 + 23920 + 1600
+    assert _fades_out(audio[24000:24080], 0.5)
+    assert not audio[24080:28000].any()  # held until 1.75 s
+    assert _fades_out(audio[28000:28080][::-1], 0.5)  # fading in
+    assert np.isclose(audio[28080:51920], 0.5, atol=1e-3).all()
+    assert np.isclose(audio[51920:], 0.25, atol=1e-3).all()
 
 
 def test_clear_while_held_drops_what_was_held(tmp_path: Path) -> None:
@@ -128,10 +140,10 @@ def test_clear_while_held_drops_what_was_held(tmp_path: Path) -> None:
         clock.advance(0.25)
         sink.clear()  # the voice was the user's: the reply is cut where it was held
         assert not sink.is_held
-        assert (sink.played_samples, sink.queued_samples) == (8000, 0)
+        assert (sink.played_samples, sink.queued_samples) == (8080, 0)
         sink.resume()  # nothing held: nothing to play
     audio, _ = soundfile.read(path, dtype="float32")
-    assert len(audio) == 8000
+    assert len(audio) == 8080
 
 
 def test_hold_without_a_timeline_holds_nothing(tmp_path: Path) -> None:

@@ -18,6 +18,17 @@ from voiceagent.audio.files import commit_temporary, import_soundfile, temporary
 from voiceagent.audio.formats import resample_once, to_mono_float32
 from voiceagent.errors import AudioError
 
+FADE_S = 0.005
+"""Audio cut off (hold, clear) fades out over this much of what came next, and held audio
+fades back in over it, as on the speaker: a waveform stopped mid-swing clicks."""
+
+
+def fade_ramp(samples: int, fade_in: bool) -> np.ndarray:
+    """Gains for a fade of ``samples``: 1/n, 2/n ... 1 in, 1 ... 1/n out (never a 0, so a
+    faded sample is still there)."""
+    ramp = np.arange(1, samples + 1, dtype=np.float32) / max(samples, 1)
+    return ramp if fade_in else ramp[::-1].copy()
+
 
 @runtime_checkable
 class AudioSink(Protocol):
@@ -259,26 +270,33 @@ class WavFileSink:
         self._held = [cut] if cut.size else []
 
     def resume(self) -> None:
-        """Write what :meth:`hold` kept at the clock's time, after the silence it left."""
+        """Write what :meth:`hold` kept at the clock's time, after the silence it left, fading
+        in over ``FADE_S``."""
         held, self._held = self._held, None
         if held:
-            self._place(np.concatenate(held))
+            audio = np.concatenate(held)
+            ramp = min(audio.size, round(FADE_S * self._output_rate_hz))
+            audio[:ramp] *= fade_ramp(ramp, fade_in=True)
+            self._place(audio)
 
     def _cut_ahead(self, keep_cut: bool) -> np.ndarray:
-        """Cuts the audio written ahead of the clock off the file (``pad_to_clock`` only) and
-        returns it when ``keep_cut`` (read back from the file), else an empty array."""
+        """Cuts the audio written ahead of the clock off the file (``pad_to_clock`` only), after
+        fading out its first ``FADE_S`` as a speaker does, and returns what was cut when
+        ``keep_cut`` (read back from the file), else an empty array."""
         nothing = np.zeros(0, dtype=np.float32)
         if not self.pad_to_clock or self._file is None or self._is_closed:
             return nothing
-        now_sample = round((self.clock.now_s() - self._opened_at_s) * self._output_rate_hz)
-        cut = self._written_samples - max(now_sample, 0)
+        now_sample = max(0, round((self.clock.now_s() - self._opened_at_s) * self._output_rate_hz))
+        keep = min(self._written_samples, now_sample + round(FADE_S * self._output_rate_hz))
+        cut = self._written_samples - keep
         if cut <= 0:
             return nothing
-        keep = self._written_samples - cut
         try:
-            self._file.seek(keep)
+            self._file.seek(now_sample)
+            fading = self._file.read(keep - now_sample, dtype="float32")
             taken = self._file.read(cut, dtype="float32") if keep_cut else nothing
-            self._file.seek(keep)
+            self._file.seek(now_sample)
+            self._file.write(fading * fade_ramp(fading.size, fade_in=False))
             self._file.truncate(keep)
         except (RuntimeError, OSError) as error:
             raise AudioError(f"Could not write {self.path}: {error}.") from error

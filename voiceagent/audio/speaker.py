@@ -32,6 +32,7 @@ from voiceagent.audio.recovery import (
     send_notice,
 )
 from voiceagent.audio.ring_buffer import SampleQueue
+from voiceagent.audio.sinks import FADE_S, fade_ramp
 from voiceagent.audio.sources import STALL_TIMEOUT_S
 from voiceagent.errors import DependencyError, DeviceError
 
@@ -40,9 +41,6 @@ RECOVERY_JOIN_TIMEOUT_S = 5.0
 
 
 OUTPUT_LATENCY_S = 0.05
-FADE_S = 0.005
-"""Audio stopped mid-reply (hold, clear) fades out over this much of what came next, and held
-audio fades back in over it: a waveform cut off or resumed mid-swing clicks."""
 """Output buffer asked of PortAudio. Its "low" setting (8.6 ms through ALSA's pulse plugin here)
 underran twice in 15 s with the CPU busy, and each underrun stalled the output for ~2 s while
 ALSA recovered (a reply heard 2.5 s late); 50 ms never underran in the same test. It is also
@@ -240,7 +238,7 @@ class SpeakerSink:
         tail = np.zeros(max(1, round(FADE_S * self.output_rate_hz)), dtype=np.float32)
         taken = self._queue.read_into(tail)
         if taken:
-            self._fade_out = tail[:taken] * np.linspace(1.0, 0.0, taken, dtype=np.float32)
+            self._fade_out = tail[:taken] * fade_ramp(taken, fade_in=False)
             self._played_samples += taken  # they will be heard, fading
 
     async def drain(self) -> None:
@@ -297,7 +295,7 @@ class SpeakerSink:
                 fresh = self._queue.read_into(mono[faded:])
                 if self._fade_in and fresh:
                     ramp = min(fresh, round(FADE_S * self.output_rate_hz))
-                    mono[faded : faded + ramp] *= np.linspace(0.0, 1.0, ramp, dtype=np.float32)
+                    mono[faded : faded + ramp] *= fade_ramp(ramp, fade_in=True)
                     self._fade_in = False
             self._device_samples += frame_count
             self._played_samples += fresh
