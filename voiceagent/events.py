@@ -91,10 +91,12 @@ class Reply(Event):
 class Interrupted(Event):
     name: ClassVar[str] = "interrupted"
     played_text: str = ""
-    # From the speech being confirmed to the reply's silence; below 0 when the reply was held
-    # as the voice began, before it was confirmed.
+    # From the speech being confirmed to the reply being held or cut (plus a device's output
+    # latency; a 5 ms fade follows); below 0 when it was held as the voice began, before the
+    # speech was confirmed.
     silent_after_ms: float = 0.0
-    # How long the reply went on over the user's voice: from its first voiced frame to silence.
+    # How long the reply went on over the user's voice: from its first voiced frame to the
+    # same moment.
     talked_over_ms: float = 0.0
 
 

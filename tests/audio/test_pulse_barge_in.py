@@ -3,11 +3,12 @@ assistant talks stops the reply. Each round waits until a reply is under way, th
 interruption into the virtual microphone; the session must report the interruption, and the
 virtual speaker must go quiet soon after the interruption began.
 
-The latency figures (`silent_after_ms`: speech confirmed -> reply silent, below 0 when it was
-held as the voice began; `talked_over_ms`: the voice's first frame -> reply silent; both with
-the output latency PortAudio reports for audio already handed to the device) are printed, not
-asserted: timings are measured and reported, not held to in tests on a shared machine. Set
-VOICEAGENT_BARGE_IN_ROUNDS for more rounds (the closing note's numbers used 10).
+The latency figures (`silent_after_ms`: speech confirmed -> reply held or cut, below 0 when it
+was held as the voice began; `talked_over_ms`: the voice's first frame -> the same; both with
+the output latency PortAudio reports for audio already handed to the device, before a 5 ms
+fade) are printed, not asserted: timings are measured and reported, not held to in tests on a
+shared machine. Set VOICEAGENT_BARGE_IN_ROUNDS for more rounds (the closing note's numbers used
+10).
 """
 
 from __future__ import annotations
