@@ -80,15 +80,22 @@ def _fades_out(samples: np.ndarray, level: float) -> bool:
     )
 
 
+def _half_a_second_into_a_reply(path: Path) -> tuple[WavFileSink, FakeClock]:
+    """A timeline file with a 2 s reply written at 1 s, and the clock at 1.5 s."""
+    clock = FakeClock()
+    sink = WavFileSink.open(path, 16000, clock=clock, pad_to_clock=True)
+    clock.advance(1.0)
+    sink.write(np.full(32000, 0.5, np.float32), 16000)
+    clock.advance(0.5)
+    return sink, clock
+
+
 def test_clear_cuts_audio_not_yet_heard_from_a_timeline_file(tmp_path: Path) -> None:
     # A barge-in 0.5 s into a 2 s reply: the file keeps what a listener heard, a 5 ms fade of
     # what came next (a cut mid-swing clicks), then silence.
-    clock = FakeClock()
     path = tmp_path / "reply.wav"
-    with WavFileSink.open(path, 16000, clock=clock, pad_to_clock=True) as sink:
-        clock.advance(1.0)
-        sink.write(np.full(32000, 0.5, np.float32), 16000)
-        clock.advance(0.5)
+    sink, clock = _half_a_second_into_a_reply(path)
+    with sink:
         sink.clear()
         assert sink.played_samples == 8000 + 80
         assert [(c.start_sample, c.sample_count) for c in sink.chunks] == [(16000, 8080)]
@@ -104,12 +111,9 @@ def test_clear_cuts_audio_not_yet_heard_from_a_timeline_file(tmp_path: Path) -> 
 def test_hold_silences_a_timeline_file_and_resume_plays_the_rest_later(tmp_path: Path) -> None:
     # Voice over a 2 s reply 0.5 s in: the reply fades out there; it was a cough, so 0.25 s
     # later the rest follows, fading in, with what was written meanwhile; nothing is lost.
-    clock = FakeClock()
     path = tmp_path / "reply.wav"
-    with WavFileSink.open(path, 16000, clock=clock, pad_to_clock=True) as sink:
-        clock.advance(1.0)
-        sink.write(np.full(32000, 0.5, np.float32), 16000)
-        clock.advance(0.5)
+    sink, clock = _half_a_second_into_a_reply(path)
+    with sink:
         sink.hold()
         assert sink.is_held
         assert (sink.played_samples, sink.queued_samples) == (8080, 23920)
