@@ -10,7 +10,8 @@ transcript is ready exactly when it would be live, and reports:
   went on within a second of it (a reply would have talked over them).
 
 Usage: .venv/bin/python scripts/eval_turns.py [--eou-silence-ms 600] [--max-silence-ms 1500]
-       [--natural] [--fast]
+       [--duplex half|full] [--natural] [--fast]
+(--duplex full: the longest wait where the user can cut in, 750 ms unless --max-silence-ms.)
 (VOICEAGENT_TURN_MODEL=none for the silence policy alone; Smart Turn is used when pulled.)
 """
 
@@ -59,13 +60,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--eou-silence-ms", type=int, default=None)
     parser.add_argument("--max-silence-ms", type=int, default=None)
+    parser.add_argument("--duplex", choices=("half", "full"), default="half")
     parser.add_argument("--natural", action="store_true")
     parser.add_argument("--fast", action="store_true")
     args = parser.parse_args()
     settings = load_settings().with_overrides(
         eou_silence_ms=args.eou_silence_ms, eou_max_silence_ms=args.max_silence_ms
     )
-    endpointing = settings.endpointing()  # as `talk --eou-silence-ms --eou-max-silence-ms`
+    # as `talk --duplex --eou-silence-ms --eou-max-silence-ms` from a microphone
+    endpointing = settings.endpointing(hears_user_over_us=args.duplex == "full")
     models = load_models(settings, reply=False, partials=not args.fast)  # as `talk --no-reply`
     try:
         spec = json.loads((TURNS / "hesitations.json").read_text())

@@ -246,7 +246,10 @@ def talk(
         int | None,
         typer.Option(
             "--eou-max-silence-ms", min=100,
-            help="Longest wait, after words left mid-phrase (default 1500).",
+            help=(
+                "Longest wait, after words left mid-phrase (default 750 with --duplex full "
+                "or a file, 1500 in half duplex from a microphone)."
+            ),
         ),
     ] = None,  # fmt: skip
     max_turns: Annotated[int | None, typer.Option("--max-turns", min=1)] = None,

@@ -16,7 +16,7 @@ from typing import Any
 
 from voiceagent.errors import UsageError
 from voiceagent.paths import config_file
-from voiceagent.turns.endpointing import EndpointingConfig
+from voiceagent.turns.endpointing import CUT_IN_MAX_SILENCE_MS, EndpointingConfig
 
 
 def default_threads() -> int:
@@ -47,8 +47,10 @@ class Settings:
     eou_silence_ms: int = 600
     # The longest wait, when the words and Smart Turn say the user stopped mid-phrase. Lower
     # answers sooner after a sentence left hanging, and ends the turn of anyone who pauses
-    # that long mid-phrase (README, Latency). Never shorter than eou_silence_ms.
-    eou_max_silence_ms: int = int(EndpointingConfig.max_silence_ms)
+    # that long mid-phrase (README, Latency). Never shorter than eou_silence_ms. None: 750 ms
+    # where the user can cut in over the reply (full duplex, a file), 1500 ms in half duplex
+    # from a microphone, where words said over the reply are lost.
+    eou_max_silence_ms: int | None = None
     system_prompt: str = (
         "You are a helpful voice assistant. Answer in one or two short spoken sentences. "
         "No lists, no markdown, no emoji."
@@ -58,14 +60,26 @@ class Settings:
     history_tokens: int = 1024
     context_tokens: int = 2048
 
-    def endpointing(self) -> EndpointingConfig:
-        """The end-of-turn bounds these settings ask for."""
+    def endpointing(self, hears_user_over_us: bool) -> EndpointingConfig:
+        """The end-of-turn bounds these settings ask for.
+
+        Args:
+            hears_user_over_us: Whether the user's voice over our reply interrupts it
+                (``--duplex full``, or an input that cannot hear us). Then an answer that
+                started too early is taken back, and the default longest wait is shorter.
+        """
         config = EndpointingConfig().with_silence_ms(self.eou_silence_ms)
-        return replace(config, max_silence_ms=max(self.eou_max_silence_ms, self.eou_silence_ms))
+        longest = self.eou_max_silence_ms
+        if longest is None:
+            longest = CUT_IN_MAX_SILENCE_MS if hears_user_over_us else config.max_silence_ms
+        return replace(config, max_silence_ms=max(longest, self.eou_silence_ms))
 
     def with_overrides(self, **overrides: Any) -> Settings:
         """A copy with the non-None overrides applied (flags left unset keep the setting)."""
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+_OPTIONAL_INTS = {"eou_max_silence_ms": int}  # None by default; a number when set
 
 
 def load_settings() -> Settings:
@@ -93,7 +107,7 @@ def load_settings() -> Settings:
             values[name] = env
     converted = {}
     for name, raw in values.items():
-        kind = type(getattr(settings, name))
+        kind = _OPTIONAL_INTS.get(name) or type(getattr(settings, name))
         try:
             converted[name] = kind(raw) if kind in (int, float) else raw
         except (TypeError, ValueError):

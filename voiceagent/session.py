@@ -467,15 +467,16 @@ class VoiceSession:
         transcribed once, whole: a sentence's second half transcribed alone lost words
         ("...and it was natural there for..." for "...and it was natural therefore").
 
-        Only within the longest end-of-turn wait of the voice stopping (a longer pause would
-        have ended the turn anyway), and only while the audio since then is all buffered and
-        leaves room in Whisper's 30 s window. Otherwise the words are joined as text.
+        Only within ``same_turn_ms`` of the voice stopping (a longer pause would have ended
+        the turn even with the half-duplex longest wait), and only while the audio since then
+        is all buffered and leaves room in Whisper's 30 s window. Otherwise the words are
+        joined as text.
         """
         if answered is None:
             return
         config = self.options.endpointing
         stopped_s = answered.voice_stopped_sample / PIPELINE_RATE_HZ
-        if (utterance.speech_started_s - stopped_s) * 1000 > config.max_silence_ms:
+        if (utterance.speech_started_s - stopped_s) * 1000 > config.same_turn_ms:
             return
         if utterance.speech_started_s - answered.speech_started_s > config.max_turn_s - 1.0:
             return

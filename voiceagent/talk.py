@@ -102,11 +102,16 @@ def run_talk(settings: Settings, options: TalkOptions) -> SessionResult:
             file=sys.stderr,
         )
         input_spec = str(SAMPLE_QUESTION)
-    endpointing = settings.endpointing()
     clock = MonotonicClock()
     events = TalkEvents(shown, clock)
     source: FileSource | MicrophoneSource
-    if input_spec is not None and _looks_like_file(input_spec):
+    from_file = input_spec is not None and _looks_like_file(input_spec)
+    # A file cannot hear our voice, so the user's words over the reply interrupt it, as with
+    # full duplex: an answer that started too early can be taken back.
+    endpointing = settings.endpointing(
+        hears_user_over_us=from_file or options.duplex is Duplex.FULL
+    )
+    if input_spec is not None and from_file:
         if not Path(input_spec).is_file():
             raise AudioError(f"input file {input_spec} does not exist.", fix="check the path.")
         source = FileSource.open(

@@ -34,6 +34,7 @@ from voiceagent.interfaces import Role, Transcript
 from voiceagent.session import Duplex, Models, SessionOptions, VoiceSession
 from voiceagent.session_log import SessionLog
 from voiceagent.testing.fakes import FakeLlm, FakeStt, FakeTts, FakeVad, scripted_audio
+from voiceagent.turns.endpointing import CUT_IN_MAX_SILENCE_MS, EndpointingConfig
 from voiceagent.turns.sentences import whole_sentences
 
 pytestmark = pytest.mark.unit
@@ -90,6 +91,7 @@ def run_session(
     speculate: bool = True,
     turn_log: SessionLog | None = None,
     models_take_no_time: bool = True,
+    endpointing: EndpointingConfig | None = None,
 ) -> tuple[CollectedEvents, FakeStt, FakeLlm, VoiceSession]:
     audio = scripted_audio(speech_s, total_s)
     for at_s in weak_frames_at_s:  # one 32 ms frame of fainter voice, scored 0.6 (WeakVoiceVad)
@@ -113,6 +115,7 @@ def run_session(
         SessionOptions(
             duplex=duplex, max_turns=max_turns, input_hears_output=input_hears_output,
             partial_every_s=partial_every_s, speculate=speculate,
+            endpointing=endpointing or EndpointingConfig(),
         ),
         system_prompt="Be brief.", history_tokens=500, turn_log=turn_log,
     )  # fmt: skip
@@ -502,6 +505,35 @@ def test_a_user_going_on_before_our_first_words_makes_one_turn_transcribed_whole
     assert [t.user_text for t in events.of(Turn)] == [WHOLE]
     assert llm.prompts[-1][-1].content == WHOLE
     assert [m.content for m in session.history.messages()][1:] == [WHOLE, slow.reply]
+
+
+HANGING = "And so, my fellow Americans, ask not,"
+WHOLE_QUESTION = "And so, my fellow Americans, ask not what your country can do for you."
+
+
+def test_a_hanging_phrase_answered_after_the_shorter_wait_is_taken_back_if_the_user_goes_on(
+    tmp_path,
+):
+    # Where the user can cut in, the longest wait is 750 ms: an 850 ms pause after a phrase
+    # left hanging ends the turn and the answer starts; the user goes on 100 ms later. The
+    # answer is held at once, cut when their speech is confirmed, and forgotten; the words
+    # before the pause are transcribed again with the rest, as one turn, as if we had waited.
+    events, stt, llm, session = run_session(
+        tmp_path, [(0.5, 2.0), (2.85, 4.0)], 8.0, [HANGING, WHOLE_QUESTION],
+        reply=LONG_REPLY, duplex=Duplex.FULL,
+        endpointing=EndpointingConfig(max_silence_ms=CUT_IN_MAX_SILENCE_MS),
+    )  # fmt: skip
+    first_end = events.of(SpeechEnd)[0]
+    assert first_end.decided_audio_s - first_end.audio_s == pytest.approx(0.75, abs=0.04)
+    interrupted = events.of(Interrupted)
+    assert len(interrupted) == 1
+    assert not whole_sentences(interrupted[0].played_text)
+    assert interrupted[0].talked_over_ms <= 100  # held on the voice's second frame
+    assert [t.continues for t in events.of(TranscriptEvent)] == [False, True]
+    assert stt.calls[-1] == pytest.approx(3.8, abs=0.1)  # from the first words to the last
+    assert [t.user_text for t in events.of(Turn)][-1] == WHOLE_QUESTION
+    assert llm.prompts[-1][-1].content == WHOLE_QUESTION
+    assert [m.content for m in session.history.messages()][1:] == [WHOLE_QUESTION, LONG_REPLY]
 
 
 def test_a_user_going_on_after_a_long_pause_is_joined_as_text_only(tmp_path):

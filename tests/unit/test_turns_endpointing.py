@@ -183,27 +183,36 @@ def test_eou_silence_flag_widens_the_bounds() -> None:
 
 
 @pytest.mark.parametrize(
-    ("silence_ms", "max_silence_ms", "bounds"),
+    ("silence_ms", "max_silence_ms", "cut_in", "bounds"),
     [
-        (600, 1500, (600, 1500)),  # the defaults
-        (600, 800, (600, 800)),  # a user who wants hanging sentences answered sooner
-        (600, 3000, (600, 3000)),
-        (1000, 800, (1000, 1000)),  # never shorter than the usual silence
-        (2000, 1500, (2000, 2000)),  # --eou-silence-ms alone still widens the longest wait
+        (600, None, False, (600, 1500)),  # the defaults: half duplex from a microphone
+        (600, None, True, (600, 750)),  # the defaults where the user can cut in
+        (600, 800, False, (600, 800)),  # a user who wants hanging sentences answered sooner
+        (600, 3000, True, (600, 3000)),  # a set wait holds where the user can cut in too
+        (1000, 800, False, (1000, 1000)),  # never shorter than the usual silence
+        (1000, None, True, (1000, 1000)),
+        (2000, 1500, False, (2000, 2000)),  # --eou-silence-ms alone still widens the longest wait
+        (2000, None, False, (2000, 2000)),
     ],
 )
-def test_settings_give_the_longest_wait(silence_ms, max_silence_ms, bounds) -> None:
+def test_settings_give_the_longest_wait(silence_ms, max_silence_ms, cut_in, bounds) -> None:
     settings = Settings(eou_silence_ms=silence_ms, eou_max_silence_ms=max_silence_ms)
-    config = settings.endpointing()
+    config = settings.endpointing(hears_user_over_us=cut_in)
     assert (config.silence_ms, config.max_silence_ms) == bounds
     hanging = EndpointingPolicy(config).required_silence_ms("as an example of fine typography,")
     assert hanging == bounds[1]
+    assert config.same_turn_ms == 1500  # an answer cut early joins what the user says next
 
 
 def test_the_longest_wait_comes_from_the_environment(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("VOICEAGENT_HOME", str(tmp_path))
+    assert load_settings().endpointing(hears_user_over_us=False).max_silence_ms == 1500
     monkeypatch.setenv("VOICEAGENT_EOU_MAX_SILENCE_MS", "760")
-    assert load_settings().endpointing().max_silence_ms == 760
+    for cut_in in (False, True):
+        assert load_settings().endpointing(hears_user_over_us=cut_in).max_silence_ms == 760
+    monkeypatch.setenv("VOICEAGENT_EOU_MAX_SILENCE_MS", "soon")
+    with pytest.raises(UsageError, match="eou_max_silence_ms='soon' is not a valid int"):
+        load_settings()
 
 
 @pytest.mark.parametrize(

@@ -89,7 +89,7 @@ def describe_command(options: BenchOptions) -> str:
 
 
 def _end_of_turn(settings: Settings) -> dict[str, float]:
-    config = settings.endpointing()
+    config = settings.endpointing(hears_user_over_us=True)  # files, as in the runner
     return {"silence_ms": config.silence_ms, "max_silence_ms": config.max_silence_ms}
 
 

@@ -19,6 +19,12 @@ from enum import Enum
 
 from voiceagent.errors import UsageError
 
+CUT_IN_MAX_SILENCE_MS = 750.0
+"""The longest wait by default where the user can cut in over our reply (``--duplex full``, or
+an input that cannot hear us): an answer that started too early is then held as soon as their
+voice comes back and forgotten once it is confirmed, and their words make one turn with what
+they said before (README, Latency). 750 ms answers a sentence left hanging within 800 ms."""
+
 
 @dataclass(frozen=True)
 class EndpointingConfig:
@@ -29,6 +35,11 @@ class EndpointingConfig:
             (``--eou-silence-ms``).
         min_silence_ms: Shortest wait, when the user has clearly finished a sentence.
         max_silence_ms: Longest wait, when the user stopped mid-phrase. Nothing waits longer.
+            The 1500 ms default is for half duplex from a microphone, where words spoken over
+            our reply are not heard; see :data:`CUT_IN_MAX_SILENCE_MS`.
+        same_turn_ms: A user who goes on within this long of stopping, cutting off our answer
+            before a whole sentence of it was heard, continues the turn it answered (the
+            half-duplex longest wait: as if we had waited that long).
         min_speech_ms: Utterances with less speech than this are dropped as too short.
         max_turn_s: A turn is ended after this long, even if the user keeps talking. 29.5 s
             keeps the turn's audio, with the VAD's 300 ms pre-roll and the last 32 ms frame,
@@ -51,6 +62,7 @@ class EndpointingConfig:
     silence_ms: float = 600.0
     min_silence_ms: float = 250.0
     max_silence_ms: float = 1500.0
+    same_turn_ms: float = 1500.0
     min_speech_ms: float = 250.0
     max_turn_s: float = 29.5
     hint_done_probability: float = 0.5
@@ -58,7 +70,8 @@ class EndpointingConfig:
     hint_not_done_probability: float = 0.25
 
     def __post_init__(self) -> None:
-        for name in ("silence_ms", "min_silence_ms", "max_silence_ms", "min_speech_ms"):
+        names = ("silence_ms", "min_silence_ms", "max_silence_ms", "same_turn_ms", "min_speech_ms")
+        for name in names:
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise UsageError(f"End-of-utterance {name} is {value}.", fix="use ms >= 0.")
