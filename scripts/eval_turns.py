@@ -68,7 +68,7 @@ def main() -> None:
         eou_silence_ms=args.eou_silence_ms, eou_max_silence_ms=args.max_silence_ms
     )
     # as `talk --duplex --eou-silence-ms --eou-max-silence-ms` from a microphone
-    endpointing = settings.endpointing(hears_user_over_us=args.duplex == "full")
+    endpointing = settings.endpointing(takes_back_early_answers=args.duplex == "full")
     models = load_models(settings, reply=False, partials=not args.fast)  # as `talk --no-reply`
     try:
         spec = json.loads((TURNS / "hesitations.json").read_text())

@@ -248,7 +248,7 @@ def talk(
             "--eou-max-silence-ms", min=100,
             help=(
                 "Longest wait, after words left mid-phrase (default 750 with --duplex full "
-                "or a file, 1500 in half duplex from a microphone)."
+                "or a file, 1500 in half duplex from a microphone or with --no-reply)."
             ),
         ),
     ] = None,  # fmt: skip

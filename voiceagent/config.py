@@ -49,7 +49,7 @@ class Settings:
     # answers sooner after a sentence left hanging, and ends the turn of anyone who pauses
     # that long mid-phrase (README, Latency). Never shorter than eou_silence_ms. None: 750 ms
     # where the user can cut in over the reply (full duplex, a file), 1500 ms in half duplex
-    # from a microphone, where words said over the reply are lost.
+    # from a microphone, where words said over the reply are lost, and when only listening.
     eou_max_silence_ms: int | None = None
     system_prompt: str = (
         "You are a helpful voice assistant. Answer in one or two short spoken sentences. "
@@ -60,18 +60,21 @@ class Settings:
     history_tokens: int = 1024
     context_tokens: int = 2048
 
-    def endpointing(self, hears_user_over_us: bool) -> EndpointingConfig:
+    def endpointing(self, takes_back_early_answers: bool) -> EndpointingConfig:
         """The end-of-turn bounds these settings ask for.
 
         Args:
-            hears_user_over_us: Whether the user's voice over our reply interrupts it
-                (``--duplex full``, or an input that cannot hear us). Then an answer that
-                started too early is taken back, and the default longest wait is shorter.
+            takes_back_early_answers: Whether an answer begun too early is taken back: we
+                reply, and the user's voice over the reply interrupts it (``--duplex full``,
+                or an input that cannot hear us). Then the default longest wait is shorter.
+                Not when only listening: a turn ended too early stays ended.
         """
         config = EndpointingConfig().with_silence_ms(self.eou_silence_ms)
         longest = self.eou_max_silence_ms
         if longest is None:
-            longest = CUT_IN_MAX_SILENCE_MS if hears_user_over_us else config.max_silence_ms
+            longest = config.max_silence_ms
+            if takes_back_early_answers:
+                longest = CUT_IN_MAX_SILENCE_MS
         return replace(config, max_silence_ms=max(longest, self.eou_silence_ms))
 
     def with_overrides(self, **overrides: Any) -> Settings:

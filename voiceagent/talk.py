@@ -109,7 +109,8 @@ def run_talk(settings: Settings, options: TalkOptions) -> SessionResult:
     # A file cannot hear our voice, so the user's words over the reply interrupt it, as with
     # full duplex: an answer that started too early can be taken back.
     endpointing = settings.endpointing(
-        hears_user_over_us=from_file or options.duplex is Duplex.FULL
+        takes_back_early_answers=(from_file or options.duplex is Duplex.FULL)
+        and not options.no_reply
     )
     if input_spec is not None and from_file:
         if not Path(input_spec).is_file():

@@ -78,13 +78,17 @@ def test_listen_only_prints_each_utterance(env, shared_audio):
     [
         ((), 0.75),  # a file cannot hear us: an answer that started too early is taken back
         (("--eou-max-silence-ms", "1500"), 1.5),  # the half-duplex longest wait
+        (("--no-reply",), 1.5),  # only listening: a turn ended too early would stay ended
     ],
 )
-def test_a_sentence_left_hanging_in_a_file_waits_the_longest_wait(env, shared_audio, flags, wait_s):
+def test_a_sentence_left_hanging_in_a_file_waits_the_longest_wait(
+    env, shared_audio, tmp_path, flags, wait_s
+):
     """The recording stops mid-sentence ("as an example of fine typography,"): the turn ends
     after the longest wait, 750 ms from a file by default; the user can ask for another."""
     path = shared_audio / "speech" / "LJ001-0006.wav"
-    done = voiceagent("talk", "--input", str(path), "--no-reply", "--jsonl", *flags, env=env)
+    output = ("--output", str(tmp_path / "reply.wav"))
+    done = voiceagent("talk", "--input", str(path), *output, "--jsonl", *flags, env=env)
     assert done.returncode == 0, done.stderr
     ends = [e for e in events_of(done.stdout) if e["event"] == "speech_end"]
     assert len(ends) == 1

@@ -197,7 +197,7 @@ def test_eou_silence_flag_widens_the_bounds() -> None:
 )
 def test_settings_give_the_longest_wait(silence_ms, max_silence_ms, cut_in, bounds) -> None:
     settings = Settings(eou_silence_ms=silence_ms, eou_max_silence_ms=max_silence_ms)
-    config = settings.endpointing(hears_user_over_us=cut_in)
+    config = settings.endpointing(takes_back_early_answers=cut_in)
     assert (config.silence_ms, config.max_silence_ms) == bounds
     hanging = EndpointingPolicy(config).required_silence_ms("as an example of fine typography,")
     assert hanging == bounds[1]
@@ -206,10 +206,10 @@ def test_settings_give_the_longest_wait(silence_ms, max_silence_ms, cut_in, boun
 
 def test_the_longest_wait_comes_from_the_environment(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("VOICEAGENT_HOME", str(tmp_path))
-    assert load_settings().endpointing(hears_user_over_us=False).max_silence_ms == 1500
+    assert load_settings().endpointing(takes_back_early_answers=False).max_silence_ms == 1500
     monkeypatch.setenv("VOICEAGENT_EOU_MAX_SILENCE_MS", "760")
     for cut_in in (False, True):
-        assert load_settings().endpointing(hears_user_over_us=cut_in).max_silence_ms == 760
+        assert load_settings().endpointing(takes_back_early_answers=cut_in).max_silence_ms == 760
     monkeypatch.setenv("VOICEAGENT_EOU_MAX_SILENCE_MS", "soon")
     with pytest.raises(UsageError, match="eou_max_silence_ms='soon' is not a valid int"):
         load_settings()

@@ -88,8 +88,8 @@ def describe_command(options: BenchOptions) -> str:
     return " ".join(parts)
 
 
-def _end_of_turn(settings: Settings) -> dict[str, float]:
-    config = settings.endpointing(hears_user_over_us=True)  # files, as in the runner
+def _end_of_turn(settings: Settings, reply: bool) -> dict[str, float]:
+    config = settings.endpointing(takes_back_early_answers=reply)  # files, as in the runner
     return {"silence_ms": config.silence_ms, "max_silence_ms": config.max_silence_ms}
 
 
@@ -181,7 +181,7 @@ def run_benchmark(
         runs=runs,
         fast=options.fast,
         process_peak_rss_mb=process_peak_rss_mb(),
-        end_of_turn=_end_of_turn(settings),
+        end_of_turn=_end_of_turn(settings, reply),
     )
 
 

@@ -271,7 +271,7 @@ def session_options(
         duplex=Duplex.HALF,
         reply=reply,
         realtime=realtime,
-        endpointing=settings.endpointing(hears_user_over_us=True),  # as `talk --input FILE`
+        endpointing=settings.endpointing(takes_back_early_answers=reply),
         limits=ReplyLimits(max_tokens=settings.max_reply_tokens, max_s=settings.max_reply_s),
         input_hears_output=False,  # a file cannot hear the reply
         partial_every_s=PARTIAL_EVERY_S if realtime else None,  # as in `talk`
@@ -303,9 +303,10 @@ async def run_utterance(
     )  # fmt: skip
     if session_models.llm is not None:
         await models.worker("llm").call(session_models.llm.start_fresh, settings.system_prompt)
+    endpointing = session_options(settings, realtime, reply, speculate).endpointing
     source = FileSource.open(
         utterance.path, realtime=realtime, clock=clock,
-        trailing_silence_ms=settings.endpointing(hears_user_over_us=True).file_tail_ms,
+        trailing_silence_ms=endpointing.file_tail_ms,
     )  # fmt: skip
     models.vad.reset()
     with tempfile.TemporaryDirectory(dir=scratch_dir, prefix="voiceagent-bench-") as scratch:

@@ -322,7 +322,7 @@ def run_soak(
         )
     options = SessionOptions(
         realtime=realtime,
-        endpointing=settings.endpointing(hears_user_over_us=True),  # as `talk --input FILE`
+        endpointing=settings.endpointing(takes_back_early_answers=True),  # `talk --input FILE`
         limits=ReplyLimits(settings.max_reply_tokens, settings.max_reply_s),
         input_hears_output=False,
         partial_every_s=PARTIAL_EVERY_S if realtime else None,  # as in `talk`
