@@ -27,7 +27,13 @@ from voiceagent.bench.machine import (
 )
 from voiceagent.bench.pool import ModelChoice, ModelPool
 from voiceagent.bench.results import BenchReport, Mode, RunConfig, RunReport
-from voiceagent.bench.runner import SpeechSpan, UtteranceResult, find_speech, run_utterance
+from voiceagent.bench.runner import (
+    SpeechSpan,
+    UtteranceResult,
+    find_speech,
+    run_utterance,
+    session_options,
+)
 from voiceagent.config import Settings
 from voiceagent.errors import UsageError
 from voiceagent.models.catalog import ModelKind
@@ -89,7 +95,7 @@ def describe_command(options: BenchOptions) -> str:
 
 
 def _end_of_turn(settings: Settings, reply: bool) -> dict[str, float]:
-    config = settings.endpointing(takes_back_early_answers=reply)  # files, as in the runner
+    config = session_options(settings, realtime=reply, reply=reply).endpointing
     return {"silence_ms": config.silence_ms, "max_silence_ms": config.max_silence_ms}
 
 

@@ -303,10 +303,10 @@ async def run_utterance(
     )  # fmt: skip
     if session_models.llm is not None:
         await models.worker("llm").call(session_models.llm.start_fresh, settings.system_prompt)
-    endpointing = session_options(settings, realtime, reply, speculate).endpointing
+    options = session_options(settings, realtime=realtime, reply=reply, speculate=speculate)
     source = FileSource.open(
         utterance.path, realtime=realtime, clock=clock,
-        trailing_silence_ms=endpointing.file_tail_ms,
+        trailing_silence_ms=options.endpointing.file_tail_ms,
     )  # fmt: skip
     models.vad.reset()
     with tempfile.TemporaryDirectory(dir=scratch_dir, prefix="voiceagent-bench-") as scratch:
@@ -322,8 +322,7 @@ async def run_utterance(
         session = VoiceSession(
             models,
             _WatchedSource(source, session_clock, recorder, round(audio_s * PIPELINE_RATE_HZ)),
-            sink, recorder, session_clock,
-            session_options(settings, realtime=realtime, reply=reply, speculate=speculate),
+            sink, recorder, session_clock, options,
             system_prompt=settings.system_prompt, history_tokens=settings.history_tokens,
         )  # fmt: skip
         try:
