@@ -90,6 +90,14 @@ class Duplex(StrEnum):
     FULL = "full"  # headsets: the user may interrupt
 
 
+def hears_user_over_us(duplex: Duplex, input_hears_output: bool) -> bool:
+    """Whether speech heard while we talk is the user's: with full duplex (a headset), or from
+    an input that cannot hear our voice (a file). Then it interrupts us, and an answer begun
+    too early can be taken back; in half duplex from a microphone it is ignored, as it is
+    probably our own voice."""
+    return duplex is Duplex.FULL or not input_hears_output
+
+
 class State(Enum):
     LISTENING = "listening"
     THINKING = "thinking"
@@ -891,10 +899,8 @@ class VoiceSession:
 
     @property
     def _hears_user_over_us(self) -> bool:
-        """Whether speech heard while we talk is the user's: with full duplex (a headset), or
-        from an input that cannot hear our voice (a file). Then it interrupts us; in half
-        duplex from a microphone it is ignored, as it is probably our own voice."""
-        return self.options.duplex is Duplex.FULL or not self.options.input_hears_output
+        """See :func:`hears_user_over_us`."""
+        return hears_user_over_us(self.options.duplex, self.options.input_hears_output)
 
     def _maybe_barge_in(self, event: SpeechStarted) -> bool:
         """Confirmed user speech while we reply stops us at once (see _hears_user_over_us).
@@ -1004,7 +1010,7 @@ class VoiceSession:
         """Half duplex: a transcript that repeats what we just said, heard by a microphone
         soon after we said it, is our own voice."""
         options = self.options
-        if options.duplex is not Duplex.HALF or not options.input_hears_output:
+        if hears_user_over_us(options.duplex, options.input_hears_output):
             return False
         if not self._last_reply_text or self._responder is None:
             return False

@@ -30,7 +30,14 @@ from voiceagent.events import (
 )
 from voiceagent.interfaces import ReplyLimits
 from voiceagent.paths import SAMPLE_QUESTION
-from voiceagent.session import PARTIAL_EVERY_S, Duplex, SessionOptions, SessionResult, VoiceSession
+from voiceagent.session import (
+    PARTIAL_EVERY_S,
+    Duplex,
+    SessionOptions,
+    SessionResult,
+    VoiceSession,
+    hears_user_over_us,
+)
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au", ".opus"}
 REOPEN_POLICY = ReopenPolicy()
@@ -106,11 +113,9 @@ def run_talk(settings: Settings, options: TalkOptions) -> SessionResult:
     events = TalkEvents(shown, clock)
     source: FileSource | MicrophoneSource
     from_file = input_spec is not None and _looks_like_file(input_spec)
-    # A file cannot hear our voice, so the user's words over the reply interrupt it, as with
-    # full duplex: an answer that started too early can be taken back.
     endpointing = settings.endpointing(
-        takes_back_early_answers=(from_file or options.duplex is Duplex.FULL)
-        and not options.no_reply
+        takes_back_early_answers=not options.no_reply
+        and hears_user_over_us(options.duplex, input_hears_output=not from_file)
     )
     if input_spec is not None and from_file:
         if not Path(input_spec).is_file():
@@ -133,7 +138,7 @@ def run_talk(settings: Settings, options: TalkOptions) -> SessionResult:
         endpointing=endpointing,
         limits=ReplyLimits(max_tokens=settings.max_reply_tokens, max_s=settings.max_reply_s),
         partial_every_s=None if options.fast else PARTIAL_EVERY_S,
-        input_hears_output=not isinstance(source, FileSource),
+        input_hears_output=not from_file,
     )
     models = load_models(settings, reply=not options.no_reply, partials=not options.fast)
     sink = None
