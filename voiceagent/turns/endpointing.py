@@ -19,6 +19,10 @@ from enum import Enum
 
 from voiceagent.errors import UsageError
 
+HALF_DUPLEX_MAX_SILENCE_MS = 1500.0
+"""The longest wait by default where words said over our reply are not heard (half duplex from
+a microphone) or nothing is said back (only listening): a turn ended too early stays ended."""
+
 CUT_IN_MAX_SILENCE_MS = 750.0
 """The longest wait by default where the user can cut in over our reply (``--duplex full``, or
 an input that cannot hear us): an answer that started too early is then held as soon as their
@@ -61,8 +65,8 @@ class EndpointingConfig:
 
     silence_ms: float = 600.0
     min_silence_ms: float = 250.0
-    max_silence_ms: float = 1500.0
-    same_turn_ms: float = 1500.0
+    max_silence_ms: float = HALF_DUPLEX_MAX_SILENCE_MS
+    same_turn_ms: float = HALF_DUPLEX_MAX_SILENCE_MS
     min_speech_ms: float = 250.0
     max_turn_s: float = 29.5
     hint_done_probability: float = 0.5
