@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import stat
 import tomllib
+import typing
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -82,9 +83,6 @@ class Settings:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
 
-_OPTIONAL_INTS = {"eou_max_silence_ms": int}  # None by default; a number when set
-
-
 def load_settings() -> Settings:
     """Defaults, then the config file, then ``VOICEAGENT_<FIELD>`` environment variables."""
     settings = Settings()
@@ -108,9 +106,11 @@ def load_settings() -> Settings:
         env = os.environ.get(f"VOICEAGENT_{name.upper()}")
         if env is not None:
             values[name] = env
+    hints = typing.get_type_hints(Settings)
     converted = {}
     for name, raw in values.items():
-        kind = _OPTIONAL_INTS.get(name) or type(getattr(settings, name))
+        # From the annotation, not the default: ``int | None`` (None by default) takes an int.
+        kind = next((t for t in typing.get_args(hints[name]) if t is not type(None)), hints[name])
         try:
             converted[name] = kind(raw) if kind in (int, float) else raw
         except (TypeError, ValueError):
