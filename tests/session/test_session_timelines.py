@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -51,26 +52,72 @@ class WeakVoiceVad(FakeVad):
 
 
 class SettlingClock(FakeClock):
-    """A FakeClock on which model calls take no time: before the input moves time on, every
-    call already made to a model's worker finishes, so the timeline does not depend on how
-    fast the machine runs the fakes' threads. On a plain FakeClock the input runs ahead while
-    they work: with both cores busy, 1-4 of these tests failed in 9 of 10 runs (replies began
-    late); tests that time a slow model (real sleeps) pass ``models_take_no_time=False``."""
+    """A FakeClock on which model calls take only the time a test gives them: before the input
+    moves time on, every call already made to a model's worker finishes, so the timeline does
+    not depend on how fast the machine runs the fakes' threads. On a plain FakeClock the input
+    runs ahead while they work: with both cores busy, 1-4 of these tests failed in 9 of 10 runs
+    (replies began late). A fake that stands for a slow model calls :meth:`model_sleep` on its
+    worker thread: the clock moves to the end of that wait (no further), lets the call finish,
+    and only then goes on."""
 
     def __init__(self) -> None:
         super().__init__()
         self.models: Models | None = None
+        self._waits = threading.Condition()
+        self._wake_at_s: dict[int, float] = {}  # worker thread -> fake time its wait ends
 
-    async def sleep_until(self, t_s: float) -> None:
+    def model_sleep(self, seconds: float) -> None:
+        """On a model's worker thread: take ``seconds`` of fake time, as a slow model would."""
+        if seconds <= 0:
+            return
+        me = threading.get_ident()
+        with self._waits:
+            self._wake_at_s[me] = self.now_s() + seconds
+            deadline = time.monotonic() + 10.0  # a session that ended early cannot hang us
+            while self.now_s() < self._wake_at_s[me] and time.monotonic() < deadline:
+                self._waits.wait(0.05)
+            del self._wake_at_s[me]
+
+    def _busy(self) -> int:
+        assert self.models is not None
+        return sum(w.busy for w in self.models.workers.values())
+
+    async def _settle(self) -> None:
+        """Until every busy worker is waiting in model_sleep (or none is busy)."""
         deadline = time.monotonic() + 5.0
         while self.models is not None and time.monotonic() < deadline:
-            if not any(w.busy for w in self.models.workers.values()):
+            with self._waits:
+                waiting = len(self._wake_at_s)
+            if self._busy() <= waiting:
                 for _ in range(3):  # and the loop takes in what they returned
                     await asyncio.sleep(0)
-                if not any(w.busy for w in self.models.workers.values()):
-                    break
+                with self._waits:
+                    waiting = len(self._wake_at_s)
+                if self._busy() <= waiting:
+                    return
             await asyncio.sleep(0.0005)
+
+    async def sleep_until(self, t_s: float) -> None:
+        while True:
+            await self._settle()
+            with self._waits:
+                due = min(self._wake_at_s.values(), default=None)
+            if due is None or due > t_s:
+                break
+            self.set(due)  # a slow model's call ends first, then time goes on
+            with self._waits:
+                self._waits.notify_all()
+            await self._wait_woken(due)
         await super().sleep_until(t_s)
+
+    async def _wait_woken(self, due_s: float) -> None:
+        """Until the waits due at ``due_s`` have left model_sleep."""
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            with self._waits:
+                if all(t > due_s for t in self._wake_at_s.values()):
+                    return
+            await asyncio.sleep(0.0005)
 
 
 def run_session(
@@ -90,7 +137,7 @@ def run_session(
     weak_frames_at_s: tuple[float, ...] = (),
     speculate: bool = True,
     turn_log: SessionLog | None = None,
-    models_take_no_time: bool = True,
+    clock: SettlingClock | None = None,
     endpointing: EndpointingConfig | None = None,
 ) -> tuple[CollectedEvents, FakeStt, FakeLlm, VoiceSession]:
     audio = scripted_audio(speech_s, total_s)
@@ -99,15 +146,14 @@ def run_session(
         audio[first : first + 512] *= 0.3
     wav = tmp_path / "input.wav"
     write_wav(wav, audio, 16000)
-    clock = SettlingClock() if models_take_no_time else FakeClock()
+    clock = clock if clock is not None else SettlingClock()
     source = FileSource.open(wav, realtime=True, clock=clock, trailing_silence_ms=2000)
     stt = stt if stt is not None else FakeStt(texts)
     llm = llm if llm is not None else FakeLlm(reply)
     tts = FakeTts()
     vad = WeakVoiceVad() if weak_frames_at_s else FakeVad()
     models = Models(vad=vad, stt=stt, llm=llm, tts=tts, stt_partial=stt_partial)
-    if isinstance(clock, SettlingClock):
-        clock.models = models
+    clock.models = models
     sink = WavFileSink.open(tmp_path / "reply.wav", 16000, clock=clock, pad_to_clock=True)
     events = CollectedEvents()
     session = VoiceSession(
@@ -415,19 +461,25 @@ def test_a_weak_last_frame_starts_the_pauses_transcript_on_the_second_stt(tmp_pa
 
 
 class SlowStt(FakeStt):
-    """Takes 50 ms of real time: the fake clock runs on by several frames meanwhile."""
+    """Takes 100 ms of the session's fake time (Whisper tiny.en on a short clip here): the
+    input runs on by three frames meanwhile."""
+
+    def __init__(self, texts: list[str], clock: SettlingClock) -> None:
+        super().__init__(texts)
+        self.clock = clock
 
     def transcribe(self, audio_16k: np.ndarray) -> Transcript:
-        time.sleep(0.05)
+        self.clock.model_sleep(0.1)
         return super().transcribe(audio_16k)
 
 
 def test_a_transcript_missing_one_weak_frame_before_the_pause_is_still_taken(tmp_path):
     # The early transcript of the first of two weak frames is still running on the next one.
-    partial, stt = SlowStt(["What time is it?"]), FakeStt(["What time is it?"])
+    clock = SettlingClock()
+    partial, stt = SlowStt(["What time is it?"], clock), FakeStt(["What time is it?"])
     events, _, _, _ = run_session(
         tmp_path, [(0.512, 2.048)], 5.0, [], stt=stt, stt_partial=partial,
-        weak_frames_at_s=(1.984, 2.016), models_take_no_time=False,
+        weak_frames_at_s=(1.984, 2.016), clock=clock,
     )  # fmt: skip
     assert stt.calls == []
     assert partial.calls == [pytest.approx(2.016 - 0.212)]  # speech and pre-roll to 2.016 s
@@ -437,10 +489,11 @@ def test_a_transcript_missing_one_weak_frame_before_the_pause_is_still_taken(tmp
 @pytest.mark.parametrize("weak_frames_at_s", [(1.024,), (1.952, 1.984, 2.016)])
 def test_otherwise_the_first_stt_transcribes_the_pause(tmp_path, weak_frames_at_s):
     # No weak frame before the pause, or the early transcript misses two frames of voice.
-    partial, stt = SlowStt(["What time is it?"]), FakeStt(["What time is it?"])
+    clock = SettlingClock()
+    partial, stt = SlowStt(["What time is it?"], clock), FakeStt(["What time is it?"])
     events, _, _, _ = run_session(
         tmp_path, [(0.512, 2.048)], 5.0, [], stt=stt, stt_partial=partial,
-        weak_frames_at_s=weak_frames_at_s, models_take_no_time=False,
+        weak_frames_at_s=weak_frames_at_s, clock=clock,
     )  # fmt: skip
     assert len(partial.calls) == 1
     assert len(stt.calls) == 1
@@ -448,13 +501,15 @@ def test_otherwise_the_first_stt_transcribes_the_pause(tmp_path, weak_frames_at_
 
 
 def test_a_reply_cut_off_while_the_llm_still_writes_is_reported_as_heard(tmp_path):
-    # The LLM is still writing (a real 50 ms per word after the first two chunks) when the
-    # user talks over the reply.
-    slow = FakeLlm(LONG_REPLY, before_each_token=lambda i: time.sleep(0.05 if i > 12 else 0))
+    # The LLM is still writing (50 ms per word after the first two chunks) when the user talks
+    # over the reply.
+    clock = SettlingClock()
+    slow = FakeLlm(LONG_REPLY, before_each_token=lambda i: clock.model_sleep(0.05 * (i > 12)))
     events, _, _, session = run_session(
         tmp_path, [(0.5, 2.0), (3.5, 4.5)], 12.0, ["Tell me a story.", "Stop please."],
-        duplex=Duplex.FULL, llm=slow, models_take_no_time=False,
+        duplex=Duplex.FULL, llm=slow, clock=clock,
     )  # fmt: skip
+    assert slow.stopped_early.is_set()  # cut while it still wrote
     interrupted = events.of(Interrupted)
     assert len(interrupted) == 1
     turns = events.of(Turn)
@@ -492,13 +547,14 @@ def test_a_user_going_on_over_our_first_words_makes_one_turn_transcribed_whole(t
 
 
 def test_a_user_going_on_before_our_first_words_makes_one_turn_transcribed_whole(tmp_path):
-    # The answer's first token comes late (0.5 s of real time, while the scripted audio runs
-    # on), so the user goes on after the end of the turn was decided, before the first sound.
-    slow = FakeLlm(before_each_token=lambda i: time.sleep(0.5 if i == 0 else 0))
+    # The answer's first token comes late (1 s, while the scripted audio runs on), so the
+    # user goes on after the end of the turn was decided, before the first sound.
+    clock = SettlingClock()
+    slow = FakeLlm(before_each_token=lambda i: clock.model_sleep(1.0 * (i == 0)))
     events, stt, llm, session = run_session(
-        tmp_path, [(0.5, 2.0), (2.9, 4.0)], 8.0, [FIRST_HALF, WHOLE], llm=slow,
-        models_take_no_time=False,
+        tmp_path, [(0.5, 2.0), (2.9, 4.0)], 8.0, [FIRST_HALF, WHOLE], llm=slow, clock=clock,
     )  # fmt: skip
+    assert events.of(SpeechEnd)[0].decided_audio_s < 2.9  # the turn had ended
     assert not events.of(Interrupted)
     assert [t.continues for t in events.of(TranscriptEvent)] == [False, True]
     assert stt.calls[-1] == pytest.approx(3.8, abs=0.1)
