@@ -86,10 +86,24 @@ def test_a_run_on_later_sentence_is_cut_at_its_last_clause_before_forty_words() 
         "It was Celtic vs. Rangers on St. Patrick's day.",
         "J. R. R. Tolkien lived in the U.K. for years.",
         "Version 1.2.3 shipped.",
+        "We met on Dec. 3 and in Sept. 2024 at No. 5 Main Street.",
     ],
 )
 def test_no_split_inside_numbers_abbreviations_or_initials(sentence: str) -> None:
     assert by_characters("Okay. Sure. " + sentence + " Next.") == ["Okay.", "Sure.", sentence, "Next."]
+
+
+def test_a_month_abbreviation_before_a_word_ends_the_sentence() -> None:
+    assert by_characters("Okay. Sure. We met in Dec. Then we left.") == [
+        "Okay.",
+        "Sure.",
+        "We met in Dec.",
+        "Then we left.",
+    ]
+    chunker = SpeakableChunker()
+    assert chunker.feed("Okay. Sure. It ends in Dec. ") == ["Okay.", "Sure."]  # a day may follow
+    assert chunker.feed("3.") == []
+    assert chunker.flush() == ["It ends in Dec. 3."]
 
 
 def test_quotes_and_brackets_stay_with_their_sentence() -> None:

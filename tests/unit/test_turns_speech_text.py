@@ -133,6 +133,42 @@ def test_digits_to_words() -> None:
         ("Agent 007", "Agent zero zero seven"),
         ("Roughly ~5 km, 2x faster", "Roughly about five kilometers, two times faster"),
         ("Version 2.1.0", "Version two point one point zero"),
+        (
+            "It takes 10-20 minutes, 2024-25.",
+            "It takes ten to twenty minutes, twenty twenty-four to twenty-five.",
+        ),
+        # dates
+        ("On 2025-03-04 we met.", "On March fourth, twenty twenty-five we met."),
+        (
+            "Born January 5, 1990, died 5 March 2020.",
+            "Born January fifth, nineteen ninety, died the fifth of March, twenty twenty.",
+        ),
+        (
+            "On Jan 5th and Feb. 12, 2024.",
+            "On January fifth and February twelfth, twenty twenty-four.",
+        ),
+        ("The 4th of July, Sept. 2023", "The fourth of July, September twenty twenty-three"),
+        (
+            "Due 12/25/2024 or 25/12/24.",
+            "Due December twenty-fifth, twenty twenty-four"
+            " or the twenty-fifth of December, twenty twenty-four.",
+        ),
+        (
+            "May 5:30 work? It grew March 3.5 times",
+            "May five thirty work? It grew March three point five times",
+        ),
+        # phone numbers
+        (
+            "Call (555) 123-4567 or +1 555 123 4567.",
+            "Call five five five, one two three, four five six seven"
+            " or plus one, five five five, one two three, four five six seven.",
+        ),
+        (
+            "Try 1-800-555-1234 or 555-1234, for 500-1000 people.",
+            "Try one, eight zero zero, five five five, one two three four"
+            " or five five five, one two three four, for five hundred to one thousand people.",
+        ),
+        ("Dial 112. Call 911.", "Dial one one two. Call nine one one."),
         # units
         ("It is 5 km away and weighs 1 kg.", "It is five kilometers away and weighs one kilogram."),
         ("Drive at 60 mph", "Drive at sixty miles per hour"),
@@ -170,7 +206,7 @@ def test_text_for_speech(text: str, spoken: str) -> None:
 FORBIDDEN = set("*`_#[]{}<>|\\/~^") | set("0123456789")
 markdown_alphabet = st.sampled_from(
     list("abc XYZ 123.,:;!?-–—$€£%@/*_#[]()`<>|~\n\t°'\"")
-    + ["```", "**", "http://", "www.", "😀", "ß", "日"]
+    + ["```", "**", "http://", "www.", "😀", "ß", "日", "Jan", "May", "the", "+1", "2024-", "(555)"]
 )
 
 
@@ -206,6 +242,11 @@ ADVERSARIAL = {
     "versions": "1.1" * 3_333,
     "money": "$1" * 5_000,
     "clock": "1:11" * 2_500,
+    "dates": "1/1/1" * 2_000,
+    "iso dates": "2020-01-0" * 1_100,
+    "phones": "555-" * 2_500,
+    "months": "Jan 1 " * 1_700,
+    "days of months": "the 1 of May " * 800,
     "tags": "<a " * 3_333,
     "emoji": "😀" * 10_000,
     "table rows": "|a|b|\n" * 2_000,

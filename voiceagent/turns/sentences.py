@@ -77,19 +77,33 @@ ABBREVIATIONS = frozenset(
     }
 )  # fmt: skip
 _OPENERS = "\"'“‘«([{*_"
+# Words that end a sentence, or take a period before a number: "in Dec. We met", "Dec. 3".
+_BEFORE_NUMBER = frozenset(
+    {
+        "jan.", "feb.", "mar.", "apr.", "jun.", "jul.", "aug.", "sep.", "sept.", "oct.", "nov.",
+        "dec.", "no.",
+    }
+)  # fmt: skip
 
 
 def _is_abbreviation(text: str, period_index: int) -> bool:
     """Whether the period at ``period_index`` closes an abbreviation or an initial."""
-    start = period_index
-    while start > 0 and not text[start - 1].isspace():
-        start -= 1
-    token = text[start : period_index + 1].lstrip(_OPENERS).lower()
+    token = _word_before(text, period_index)
     if token in ABBREVIATIONS:
         return True
+    if token in _BEFORE_NUMBER:
+        return text[period_index + 1 :].lstrip()[:1].isdigit()
     body = token[:-1]
     # An initial ("J. R. R. Tolkien") or a dotted acronym ("U.S."): one letter per period.
     return bool(body) and all(len(part) == 1 and part.isalpha() for part in body.split("."))
+
+
+def _word_before(text: str, period_index: int) -> str:
+    """The word the period at ``period_index`` closes, with it, in lower case."""
+    start = period_index
+    while start > 0 and not text[start - 1].isspace():
+        start -= 1
+    return text[start : period_index + 1].lstrip(_OPENERS).lower()
 
 
 def _has_letter(text: str) -> bool:
@@ -170,7 +184,11 @@ class SpeakableChunker:
             clause = _clause_cut(text, config.first_chunk_min_words, final=final, last=False)
             if clause is not None:
                 candidates.append(clause)
-            limit = config.first_chunk_max_words if self._chunks_emitted == 0 else config.second_chunk_max_words
+            limit = (
+                config.first_chunk_max_words
+                if self._chunks_emitted == 0
+                else config.second_chunk_max_words
+            )
             cap = _word_cap_cut(text, limit, final=final)
             if cap is not None:
                 candidates.append(cap)
@@ -219,6 +237,12 @@ def _sentence_cut(text: str, *, final: bool) -> int | None:
         punctuation = match.group().rstrip(_CLOSERS)
         if punctuation == "." and _is_abbreviation(text, match.start()):
             continue
+        if (
+            not final
+            and not text[end:].strip()
+            and _word_before(text, match.start()) in _BEFORE_NUMBER
+        ):
+            return None  # "Dec." may be followed by a day
         # "1." alone is a list marker or a number, not a sentence worth speaking apart.
         if not _has_letter(text[: match.start()]):
             continue

@@ -1,4 +1,5 @@
-"""Spelling out the numbers in a text: money, clock times, units, ordinals, years, decimals.
+"""Spelling out the numbers in a text: money, clock times, dates, phone numbers, units,
+ordinals, years, decimals.
 
 Part of :mod:`voiceagent.turns.speech_text`. Digits are ASCII digits only; other scripts'
 digits are left for the voice. Every pattern is anchored by a look-behind that stops it from
@@ -95,7 +96,53 @@ _UNIT = re.compile(
 _ORDINAL = re.compile(r"(?<![0-9])" + _INT + r"(?:st|nd|rd|th)(?![A-Za-z])", _A | re.IGNORECASE)
 _DECADE = re.compile(r"(?<![0-9])'?(?P<int>[1-9][0-9]{0,2}0)s(?![A-Za-z])", _A)
 _FRACTION = re.compile(r"(?<![0-9/])(?P<num>[1-9])\s?[/⁄]\s?(?P<den>[2-9]|10)(?![0-9/])", _A)
-_RANGE_DASH = re.compile(r"(?<=[0-9])\s?–\s?(?=[0-9])")
+_RANGE_DASH = re.compile(r"(?<=[0-9])\s?–\s?(?=[0-9])|(?<=[0-9])-(?=[0-9])")
+
+_MONTHS = ("January February March April May June July August September October November "
+           "December").split()  # fmt: skip
+_MONTH_OF = {name.lower(): number for number, name in enumerate(_MONTHS, 1)} | {
+    "jan": 1, "feb": 2, "mar": 3, "apr": 4, "jun": 6, "jul": 7, "aug": 8, "sep": 9,
+    "sept": 9, "oct": 10, "nov": 11, "dec": 12,
+}  # fmt: skip
+# Capitalised only: "may", "mar" and "dec" are words too. An abbreviation may take a period.
+_MONTH = (
+    r"(?P<month>(?:" + "|".join(_MONTHS) + r")(?![A-Za-z])"
+    r"|(?:Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sept|Sep|Oct|Nov|Dec)(?![A-Za-z])\.?)"
+)
+_DAY = r"(?P<day>3[01]|[12][0-9]|0?[1-9])(?:st|nd|rd|th)?(?![0-9A-Za-z:.,][0-9A-Za-z]|[0-9])"
+_YEAR = r"(?:,?\s(?P<year>[12][0-9]{3})(?![0-9]))?"
+_MONTH_DAY = re.compile(r"(?<![\w.])" + _MONTH + r"\s" + _DAY + _YEAR, _A)
+_DAY_MONTH = re.compile(
+    r"(?:(?<![\w])(?P<the>[Tt]he)\s)?(?<![\w.,])" + _DAY + r"\s(?:of\s)?" + _MONTH + _YEAR, _A
+)
+_MONTH_YEAR = re.compile(r"(?<![\w.])" + _MONTH + r"\s(?=[12][0-9]{3}(?![0-9]))", _A)
+_ISO_DATE = re.compile(
+    r"(?<![0-9./-])(?P<year>[12][0-9]{3})-(?P<month>0[1-9]|1[0-2])-(?P<day>0[1-9]|[12][0-9]|3[01])"
+    r"(?![0-9]|-[0-9])",
+    _A,
+)
+_SLASH_DATE = re.compile(
+    r"(?<![0-9./])(?P<first>[0-9]{1,2})/(?P<second>[0-9]{1,2})/(?P<year>[0-9]{4}|[0-9]{2})"
+    r"(?![0-9]|/[0-9])",
+    _A,
+)
+# North American numbers: (555) 123-4567, 555-123-4567, 555.123.4567, +1 555 123 4567,
+# 1-800-555-1234; and 555-1234 unless it reads as a range of round numbers (500-1000).
+_PHONE = re.compile(
+    r"(?<![\w+.-])(?P<country>\+?1[\s.-]?)?"
+    r"(?:\((?P<area>[0-9]{3})\)\s?(?P<exchange>[0-9]{3})[\s.-]"
+    r"|(?P<area2>[0-9]{3})(?P<sep>[.-])(?P<exchange2>[0-9]{3})(?P=sep)"
+    r"|(?<=[+1]\s)(?P<area3>[0-9]{3})\s(?P<exchange3>[0-9]{3})\s)"
+    r"(?P<line>[0-9]{4})(?![0-9]|[.-][0-9])",
+    _A,
+)
+_LOCAL_PHONE = re.compile(
+    r"(?<![\w+.,-])(?P<exchange>[2-9][0-9]{2})-(?P<line>[0-9]{2}(?!00)[0-9]{2})(?![0-9]|[.-][0-9])",
+    _A,
+)
+_DIALLED = re.compile(
+    r"(?<![\w])(?P<verb>[Cc]all|[Dd]ial|[Tt]ext)\s(?P<number>[0-9]{3})(?![0-9]|[.,:][0-9])", _A
+)
 _TIMES_SIGN = re.compile(r"(?<=[0-9])\s?[*×]\s?(?=[0-9])")
 _NUMBER = re.compile(_SIGN + r"(?<![0-9])" + _INT + r"(?P<frac>(?:\.[0-9]+)+)?", _A)
 
@@ -212,6 +259,70 @@ def _speak_fraction(match: re.Match[str]) -> str:
     return f" {number_to_words(numerator)} {name} "
 
 
+def _date_words(month: int, day: int, year: str | None, *, day_first: bool = False) -> str:
+    name, nth = _MONTHS[month - 1], ordinal_to_words(day)
+    words = f"the {nth} of {name}" if day_first else f"{name} {nth}"
+    return f"{words}, {year_to_words(int(year))}" if year else words
+
+
+def _speak_month_day(match: re.Match[str]) -> str:
+    month = _MONTH_OF[match.group("month").rstrip(".").lower()]
+    return f" {_date_words(month, int(match.group('day')), match.group('year'))} "
+
+
+def _speak_day_month(match: re.Match[str]) -> str:
+    month = _MONTH_OF[match.group("month").rstrip(".").lower()]
+    words = _date_words(month, int(match.group("day")), match.group("year"), day_first=True)
+    if match.group("the") == "The":
+        words = "T" + words[1:]
+    return f" {words} "
+
+
+def _speak_month_year(match: re.Match[str]) -> str:
+    return f" {_MONTHS[_MONTH_OF[match.group('month').rstrip('.').lower()] - 1]} "
+
+
+def _speak_iso_date(match: re.Match[str]) -> str:
+    month, day = int(match.group("month")), int(match.group("day"))
+    return f" {_date_words(month, day, match.group('year'))} "
+
+
+def _speak_slash_date(match: re.Match[str]) -> str:
+    first, second, year = int(match.group("first")), int(match.group("second")), match.group("year")
+    if len(year) == 2:  # '24 is 2024, '99 is 1999
+        year = str((2000 if int(year) < 50 else 1900) + int(year))
+    if 1 <= first <= 12 and 1 <= second <= 31:  # American order: month first
+        return f" {_date_words(first, second, year)} "
+    if 1 <= second <= 12 and 13 <= first <= 31:  # the day cannot be a month: day first
+        return f" {_date_words(second, first, year, day_first=True)} "
+    return match.group()
+
+
+def _digit_groups(*groups: str | None) -> str:
+    """Digits read one by one, a short pause (a comma) between groups."""
+    return ", ".join(digits_to_words(group) for group in groups if group)
+
+
+def _speak_phone(match: re.Match[str]) -> str:
+    country = match.group("country")
+    spoken = _digit_groups(
+        match.group("area") or match.group("area2") or match.group("area3"),
+        match.group("exchange") or match.group("exchange2") or match.group("exchange3"),
+        match.group("line"),
+    )
+    if country:
+        spoken = ("plus one, " if country.startswith("+") else "one, ") + spoken
+    return f" {spoken} "
+
+
+def _speak_local_phone(match: re.Match[str]) -> str:
+    return f" {_digit_groups(match.group('exchange'), match.group('line'))} "
+
+
+def _speak_dialled(match: re.Match[str]) -> str:
+    return f"{match.group('verb')} {digits_to_words(match.group('number'))}"
+
+
 def _speak_number(match: re.Match[str]) -> str:
     digits = match.group("int").replace(",", "")
     fraction = match.group("frac")
@@ -231,10 +342,11 @@ def _speak_number(match: re.Match[str]) -> str:
 
 
 def speak_numbers(text: str) -> str:
-    """Spells out money, clock times, units, ordinals, fractions and plain numbers.
+    """Spells out money, clock times, dates, phone numbers, units, ordinals, fractions and
+    plain numbers.
 
-    The most specific patterns go first, so "$3.50" is money before "3.50" is a decimal. Every
-    ASCII digit in the text is gone afterwards.
+    The most specific patterns go first, so "$3.50" is money before "3.50" is a decimal and
+    "2025-03-04" a date before "2025-03" a range. Every ASCII digit in the text is gone afterwards.
     """
     if not any("0" <= char <= "9" for char in text):
         return text
@@ -242,6 +354,14 @@ def speak_numbers(text: str) -> str:
         (_NUMBER_SIGN, "number "),
         (_APPROXIMATELY, " about "),
         (_TIMES_SUFFIX, " times"),
+        (_PHONE, _speak_phone),
+        (_LOCAL_PHONE, _speak_local_phone),
+        (_DIALLED, _speak_dialled),
+        (_ISO_DATE, _speak_iso_date),
+        (_SLASH_DATE, _speak_slash_date),
+        (_MONTH_DAY, _speak_month_day),
+        (_DAY_MONTH, _speak_day_month),
+        (_MONTH_YEAR, _speak_month_year),
         (_RANGE_DASH, " to "),
         (_TIMES_SIGN, " times "),
         (_MONEY_BEFORE, _speak_money_before),
