@@ -261,7 +261,10 @@ def talk(
     ] = False,
     no_log: Annotated[bool, typer.Option("--no-log", help="Keep no session log.")] = False,
 ) -> None:
-    """Talk with the assistant: microphone to speaker, or files."""
+    """Talk with the assistant: microphone to speaker, or files.
+
+    Enter or Space in the terminal stops the assistant's reply; Ctrl-C ends the session.
+    """
     from voiceagent.errors import UsageError
     from voiceagent.session import Duplex
     from voiceagent.talk import Stopped, TalkOptions, run_talk

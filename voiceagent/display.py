@@ -139,6 +139,7 @@ class StatusView:
         reply_text: The assistant's latest reply.
         latency_ms: The latest turn's latencies.
         notice: The latest device message or error, until the next turn.
+        stop_key: Enter or Space stops the reply (standard input is a terminal).
     """
 
     state: str = "starting"
@@ -153,6 +154,7 @@ class StatusView:
     dropped: int = 0
     counts: DeviceCounts = field(default_factory=DeviceCounts)
     notice: str = ""
+    stop_key: bool = False
 
 
 def apply_event(view: StatusView, event: Event) -> StatusView:
@@ -250,7 +252,8 @@ def render_status(view: StatusView) -> RenderableType:
     if view.notice:
         grid.add_row("device", Text(view.notice, style="bold red"))
     if view.state != "finished":
-        grid.add_row("", Text("Ctrl-C to stop", style="dim"))
+        keys = "Enter or Space: stop the reply · Ctrl-C: quit" if view.stop_key else None
+        grid.add_row("", Text(keys or "Ctrl-C to stop", style="dim"))
     return grid
 
 
@@ -305,6 +308,11 @@ class LiveStatus:
     def watch(self, probes: StatusProbes) -> None:
         """Read these at each redraw."""
         self._probes = probes
+
+    def show_stop_key(self) -> None:
+        """Tell the user Enter or Space stops the reply."""
+        with self._lock:
+            self._view = replace(self._view, stop_key=True)
 
     def emit(self, event: Event) -> None:
         with self._lock:

@@ -91,13 +91,14 @@ class Reply(Event):
 class Interrupted(Event):
     name: ClassVar[str] = "interrupted"
     played_text: str = ""
-    # From the speech being confirmed to the reply being held or cut (plus a device's output
-    # latency; a 5 ms fade follows); below 0 when it was held as the voice began, before the
-    # speech was confirmed.
+    # From the speech being confirmed (or the key pressed) to the reply being held or cut (plus
+    # a device's output latency; a 5 ms fade follows); below 0 when it was held as the voice
+    # began, before the speech was confirmed.
     silent_after_ms: float = 0.0
     # How long the reply went on over the user's voice: from its first voiced frame to the
     # same moment.
     talked_over_ms: float = 0.0
+    by: str = "voice"  # or "key": the user pressed Enter or Space in the terminal
 
 
 @dataclass(frozen=True)

@@ -913,7 +913,29 @@ class VoiceSession:
             return False
         if not self.is_replying:
             return False
-        assert self.sink is not None
+        confirmed_s = self._audio_time_to_session(event.detected_sample)
+        voice_began_s = self._audio_time_to_session(event.start_sample)
+        return self._cut_reply(confirmed_s, voice_began_s, by="voice")
+
+    def stop_reply(self) -> bool:
+        """The user asked us to stop talking (a key in the terminal): the reply is cut as a
+        barge-in cuts it, in either duplex mode, so a laptop-speaker user whose voice is not
+        heard over ours can still interrupt. Call on the event loop's thread.
+
+        Returns:
+            Whether there was a reply to stop.
+        """
+        if self._responder is None or not self.is_replying:
+            return False
+        self._cut_reply(self._now(), None, by="key")
+        return True
+
+    def _cut_reply(self, confirmed_s: float, voice_began_s: float | None, by: str) -> bool:
+        """Silence and abandon the reply, keep in the history the whole sentences heard, and
+        report it (``confirmed_s``: when the stop was decided, ``voice_began_s``: when the
+        user's voice began, if it was their voice; session seconds). Returns whether it was
+        forgotten (no whole sentence of it heard)."""
+        assert self.sink is not None and self._responder is not None
         responder = self._responder
         heard_samples = self._heard_samples()
         current = responder.current
@@ -951,8 +973,6 @@ class VoiceSession:
             self.history.replace_last_assistant(kept)
         self._last_reply_text = heard
         self.result.interruptions += 1
-        confirmed_s = self._audio_time_to_session(event.detected_sample)
-        voice_began_s = self._audio_time_to_session(event.start_sample)
         # Audio already handed to a device still plays for its output latency.
         silent_s = silenced_s + float(getattr(self.sink, "output_latency_s", 0.0))
         self._emit(
@@ -960,7 +980,10 @@ class VoiceSession:
                 cleared_s,
                 played_text=heard,
                 silent_after_ms=(silent_s - confirmed_s) * 1000,
-                talked_over_ms=max(0.0, silent_s - voice_began_s) * 1000,
+                talked_over_ms=0.0
+                if voice_began_s is None
+                else max(0.0, silent_s - voice_began_s) * 1000,
+                by=by,
             )
         )
         if self.turn_log is not None and self.result.turns:

@@ -38,6 +38,7 @@ from voiceagent.session import (
     VoiceSession,
     hears_user_over_us,
 )
+from voiceagent.stop_keys import StopKeys
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au", ".opus"}
 REOPEN_POLICY = ReopenPolicy()
@@ -183,7 +184,7 @@ def run_talk(settings: Settings, options: TalkOptions) -> SessionResult:
                 )
             )
         with display if display is not None else contextlib.nullcontext():
-            return asyncio.run(_run_until_stopped(session, events))
+            return asyncio.run(_run_until_stopped(session, events, display))
     finally:
         if sink is not None:
             sink.close()
@@ -214,10 +215,13 @@ class Stopped(Exception):
         self.signal_number = signal_number
 
 
-async def _run_until_stopped(session: VoiceSession, events: TalkEvents) -> SessionResult:
+async def _run_until_stopped(
+    session: VoiceSession, events: TalkEvents, display: LiveStatus | None = None
+) -> SessionResult:
     """Run the session; Ctrl-C or SIGTERM cancels it, so replies stop between tokens, the
     devices close and the log keeps every finished turn. A speaker that is gone for good
-    ends it the same way, with the device's error."""
+    ends it the same way, with the device's error. Where standard input is a terminal, Enter
+    or Space stops the reply (see :mod:`voiceagent.stop_keys`)."""
     loop = asyncio.get_running_loop()
     task = asyncio.ensure_future(session.run())
     received: list[int] = []
@@ -231,6 +235,15 @@ async def _run_until_stopped(session: VoiceSession, events: TalkEvents) -> Sessi
         failures.append(error)
         task.cancel()
 
+    def stop_reply() -> None:  # on the key reader's thread
+        with contextlib.suppress(RuntimeError):  # the loop closed: the session is over
+            loop.call_soon_threadsafe(session.stop_reply)
+
+    keys = StopKeys(sys.stdin, stop_reply)
+    if session.options.reply:
+        keys.start()
+        if keys.active and display is not None:
+            display.show_stop_key()
     events.bind(loop, fail)
     for signal_number in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signal_number, stop, signal_number)
@@ -243,6 +256,7 @@ async def _run_until_stopped(session: VoiceSession, events: TalkEvents) -> Sessi
             raise failures[0] from None
         raise
     finally:
+        keys.stop()
         events.unbind()
         for signal_number in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signal_number)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -250,3 +252,39 @@ def test_without_an_input_device_talk_replays_the_sample_question(env, tmp_path)
     assert "forget" in turn["user_text"].lower()
     audio, _ = soundfile.read(replies[0], dtype="float32")
     assert float(np.sqrt(np.mean(audio**2))) > 0.01
+
+
+def test_enter_on_the_terminal_stops_the_reply(env, shared_audio, tmp_path):
+    # Standard input is a terminal (a pseudo-terminal here): Enter pressed a second after the
+    # answer began stops it, in half duplex too, where a voice over it would not be heard.
+    reply = tmp_path / "reply.wav"
+    question = shared_audio / "speech" / "LJ001-0002.wav"  # answered in ~10 s of speech
+    master, terminal = pty.openpty()
+    talk = subprocess.Popen(
+        [sys.executable, "-m", "voiceagent", "talk", "--input", str(question),
+         "--output", str(reply), "--jsonl", "--duplex", "half"],
+        stdin=terminal, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    os.close(terminal)
+    events = []
+    try:
+        assert talk.stdout is not None
+        for line in talk.stdout:
+            events.append(json.loads(line))
+            if events[-1]["event"] == "thinking":
+                time.sleep(1.0)
+                os.write(master, b"\n")
+        talk.wait(timeout=120)
+    finally:
+        talk.kill()
+        os.close(master)
+    assert talk.returncode == 0, talk.stderr.read() if talk.stderr else ""
+    interrupted = [e for e in events if e["event"] == "interrupted"]
+    assert len(interrupted) == 1 and interrupted[0]["by"] == "key", events
+    assert interrupted[0]["talked_over_ms"] == 0.0
+    turn = next(e for e in events if e["event"] == "turn")
+    heard = interrupted[0]["played_text"]
+    assert heard and turn["reply_text"].startswith(heard) and len(heard) < len(turn["reply_text"])
+    audio, rate = soundfile.read(reply, dtype="float32")
+    assert float(np.abs(audio).max()) > 0.1  # it spoke, then
+    assert len(audio) / rate <= interrupted[0]["t_s"] + 0.2  # nothing after the key

@@ -120,6 +120,27 @@ class SettlingClock(FakeClock):
             await asyncio.sleep(0.0005)
 
 
+class KeyPressedAt:
+    """The input, with a key pressed in the terminal (``session.stop_reply()``) once the audio
+    reaches ``at_s``: on the event loop's thread, where ``talk`` delivers it."""
+
+    def __init__(self, source: FileSource, at_s: float) -> None:
+        self._source, self.at_s = source, at_s
+        self.session: VoiceSession | None = None
+        self.stopped: bool | None = None  # what stop_reply returned
+
+    @property
+    def overflow_count(self) -> int:
+        return self._source.overflow_count
+
+    async def frames(self):  # noqa: ANN201
+        async for frame in self._source.frames():
+            if self.stopped is None and frame.sample_index / 16000 >= self.at_s:
+                assert self.session is not None
+                self.stopped = self.session.stop_reply()
+            yield frame
+
+
 def run_session(
     tmp_path: Path,
     speech_s: list[tuple[float, float]],
@@ -139,6 +160,7 @@ def run_session(
     turn_log: SessionLog | None = None,
     clock: SettlingClock | None = None,
     endpointing: EndpointingConfig | None = None,
+    key_at_s: float | None = None,
 ) -> tuple[CollectedEvents, FakeStt, FakeLlm, VoiceSession]:
     audio = scripted_audio(speech_s, total_s)
     for at_s in weak_frames_at_s:  # one 32 ms frame of fainter voice, scored 0.6 (WeakVoiceVad)
@@ -148,6 +170,7 @@ def run_session(
     write_wav(wav, audio, 16000)
     clock = clock if clock is not None else SettlingClock()
     source = FileSource.open(wav, realtime=True, clock=clock, trailing_silence_ms=2000)
+    key = KeyPressedAt(source, key_at_s) if key_at_s is not None else None
     stt = stt if stt is not None else FakeStt(texts)
     llm = llm if llm is not None else FakeLlm(reply)
     tts = FakeTts()
@@ -157,7 +180,7 @@ def run_session(
     sink = WavFileSink.open(tmp_path / "reply.wav", 16000, clock=clock, pad_to_clock=True)
     events = CollectedEvents()
     session = VoiceSession(
-        models, source, sink, events, clock,
+        models, key or source, sink, events, clock,
         SessionOptions(
             duplex=duplex, max_turns=max_turns, input_hears_output=input_hears_output,
             partial_every_s=partial_every_s, speculate=speculate,
@@ -165,6 +188,8 @@ def run_session(
         ),
         system_prompt="Be brief.", history_tokens=500, turn_log=turn_log,
     )  # fmt: skip
+    if key is not None:
+        key.session = session
     try:
         asyncio.run(session.run())
     finally:
@@ -648,3 +673,37 @@ def test_a_user_who_never_stops_is_cut_within_whispers_30_s_window(tmp_path):
     assert 29.0 <= cut <= 29.6, cut
     whole = [seconds for seconds in stt.calls if seconds > 25.0]
     assert whole and max(whole) <= 30.0, stt.calls  # with the pre-roll, still in one window
+
+
+@pytest.mark.parametrize("duplex", [Duplex.HALF, Duplex.FULL])
+def test_a_key_pressed_while_we_speak_stops_the_reply_and_we_listen_again(tmp_path, duplex):
+    # The 4.8 s answer starts at ~2.6 s; at 4.0 s the user presses a key. In half duplex the
+    # microphone is not heard while we speak, so their next question (5.0-6.0 s), asked while
+    # the answer would still be playing, is only heard because the key stopped it.
+    events, _, llm, session = run_session(
+        tmp_path, [(0.5, 2.0), (5.0, 6.0)], 9.0, ["Tell me a story.", "What time is it?"],
+        reply=LONG_REPLY, duplex=duplex, key_at_s=4.0,
+    )  # fmt: skip
+    interrupted = events.of(Interrupted)
+    assert len(interrupted) == 1 and interrupted[0].by == "key"
+    assert interrupted[0].talked_over_ms == 0.0
+    assert 0 <= interrupted[0].silent_after_ms <= 40  # a file sink has no output latency
+    heard = interrupted[0].played_text
+    assert heard.startswith("This is a long answer that keeps going.")
+    assert len(heard.split()) < len(LONG_REPLY.split())
+    turns = events.of(Turn)
+    assert [t.user_text for t in turns] == ["Tell me a story.", "What time is it?"]
+    assert turns[0].reply_text == LONG_REPLY  # written whole; heard in part (the event above)
+    assert llm.prompts[-1][-2].content == whole_sentences(heard)  # the history keeps what was heard
+    audio, rate = soundfile.read(tmp_path / "reply.wav", dtype="float32")
+    assert np.abs(audio[int(3.9 * rate) : int(4.0 * rate)]).max() > 0.1  # speaking, then
+    assert np.abs(audio[int(4.05 * rate) : int(6.0 * rate)]).max() < 0.01  # silent after the key
+    assert session.result.interruptions == 1
+
+
+def test_a_key_pressed_while_nothing_is_said_changes_nothing(tmp_path):
+    events, _, _, _ = run_session(
+        tmp_path, [(0.5, 2.0)], 6.0, ["What time is it?"], key_at_s=1.0,
+    )  # fmt: skip
+    assert not events.of(Interrupted)
+    assert [t.user_text for t in events.of(Turn)] == ["What time is it?"]

@@ -110,6 +110,17 @@ def test_render_while_hearing_a_partial_and_after_a_device_loss() -> None:
     assert "is back after" not in as_text(apply_event(back, CONVERSATION[-1]))  # a turn clears it
 
 
+def test_the_hint_names_the_stop_key_where_keys_are_read() -> None:
+    view = replay(CONVERSATION[:7])
+    assert "Ctrl-C to stop" in as_text(view) and "Enter" not in as_text(view)
+    keyed = replace_view(view, stop_key=True)
+    assert "Enter or Space: stop the reply · Ctrl-C: quit" in as_text(keyed)
+    live = LiveStatus(console=Console(file=io.StringIO()))
+    live.emit(CONVERSATION[0])
+    live.show_stop_key()
+    assert live.view.stop_key and live.view.state == "listening"
+
+
 def test_level_bar_spans_minus_60_to_0_dbfs() -> None:
     assert level_bar(None, 10) == " " * 10
     assert level_bar(-100.0, 10) == "░" * 10
