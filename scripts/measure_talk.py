@@ -5,8 +5,10 @@ A recording is one utterance, but a reader's pause may end a turn too soon; the 
 words then interrupt that reply. Such turns are counted and shown apart, and voice_to_voice is
 also given per recording, for the turn answered at its end (the way `bench` counts it).
 
-Usage: .venv/bin/python scripts/measure_talk.py [FOLDER] [--limit N]
-(default folder: ../shared/audio/speech)
+Usage: .venv/bin/python scripts/measure_talk.py [FOLDER] [--limit N] [--talk-arg ARG ...]
+(default folder: ../shared/audio/speech). ``--talk-arg`` passes one more argument to ``talk``:
+``--talk-arg=--eou-max-silence-ms --talk-arg=1500`` gives a file the longest wait of half duplex
+from a microphone.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ def main() -> None:
     default = Path(__file__).resolve().parents[1].parent / "shared" / "audio" / "speech"
     parser.add_argument("folder", nargs="?", type=Path, default=default)
     parser.add_argument("--limit", type=int, default=0)
+    parser.add_argument("--talk-arg", action="append", default=[], help="passed on to talk")
     args = parser.parse_args()
     files = sorted(p for p in args.folder.iterdir() if p.suffix.lower() in AUDIO)
     if args.limit:
@@ -45,7 +48,8 @@ def main() -> None:
         for path in files:
             done = subprocess.run(
                 [sys.executable, "-m", "voiceagent", "talk", "--input", str(path),
-                 "--output", str(Path(scratch) / "reply.wav"), "--jsonl", "--no-log"],
+                 "--output", str(Path(scratch) / "reply.wav"), "--jsonl", "--no-log",
+                 *args.talk_arg],
                 capture_output=True, text=True, check=False,
             )  # fmt: skip
             if done.returncode != 0:
