@@ -927,6 +927,8 @@ class VoiceSession:
         """
         if self._responder is None or not self.is_replying:
             return False
+        if self._pending is not None and not self._pending.confirmed.is_set():
+            return False  # a reply made ahead in the user's pause: nothing was said yet
         self._cut_reply(self._now(), None, by="key")
         return True
 

@@ -701,9 +701,17 @@ def test_a_key_pressed_while_we_speak_stops_the_reply_and_we_listen_again(tmp_pa
     assert session.result.interruptions == 1
 
 
-def test_a_key_pressed_while_nothing_is_said_changes_nothing(tmp_path):
-    events, _, _, _ = run_session(
-        tmp_path, [(0.5, 2.0)], 6.0, ["What time is it?"], key_at_s=1.0,
+@pytest.mark.parametrize("key_at_s", [1.0, 2.3])
+def test_a_key_pressed_while_nothing_is_said_changes_nothing(tmp_path, key_at_s):
+    # While the user speaks, and in their pause while a reply is made ahead (from 2.0 s; the
+    # turn ends at 2.6 s).
+    events, _, _, session = run_session(
+        tmp_path, [(0.5, 2.0)], 6.0, ["What time is it?"], key_at_s=key_at_s,
     )  # fmt: skip
     assert not events.of(Interrupted)
-    assert [t.user_text for t in events.of(Turn)] == ["What time is it?"]
+    turns = events.of(Turn)
+    assert [t.user_text for t in turns] == ["What time is it?"]
+    assert turns[0].reply_started_early
+    assert [m.content for m in session.history.messages()][1:] == [
+        "What time is it?", "Hello there. How can I help you today?",
+    ]  # fmt: skip
