@@ -2,7 +2,9 @@
 
 In half duplex (laptop speakers) the microphone is not heard while we speak, so a voice cannot
 interrupt us; a key can. The terminal is put in cbreak mode (keys arrive one by one, not echoed;
-Ctrl-C still interrupts) for as long as the reader runs, and restored after.
+Ctrl-C still interrupts) for as long as the reader runs, and restored after. A ``talk`` run in
+the background of a shell (``voiceagent talk ... &``) leaves the terminal alone: changing or
+reading it from there would stop the process (SIGTTOU, SIGTTIN).
 """
 
 from __future__ import annotations
@@ -10,11 +12,20 @@ from __future__ import annotations
 import contextlib
 import os
 import select
+import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TextIO
 
 STOP_KEYS = frozenset(b"\n\r ")
+
+
+def _in_background(fd: int) -> bool:
+    """Whether ``fd`` is our controlling terminal and another process group has it."""
+    try:
+        return os.tcgetpgrp(fd) != os.getpgrp()
+    except OSError:  # not our controlling terminal: job control does not apply
+        return False
 
 
 class StopKeys:
@@ -45,6 +56,8 @@ class StopKeys:
             if not self._stream.isatty():
                 return self
             fd = self._stream.fileno()
+            if _in_background(fd):
+                return self
             saved = termios.tcgetattr(fd)
             tty.setcbreak(fd, termios.TCSANOW)
         except (OSError, ValueError, termios.error):
@@ -57,6 +70,9 @@ class StopKeys:
     def _read(self) -> None:
         assert self._fd is not None
         while not self._done.is_set():
+            if _in_background(self._fd):  # sent to the background (Ctrl-Z, bg) meanwhile
+                self._done.wait(0.1)
+                continue
             try:
                 ready, _, _ = select.select([self._fd], [], [], 0.1)
                 if not ready:
@@ -78,7 +94,7 @@ class StopKeys:
         if self._fd is not None and self._saved is not None:
             import termios
 
-            with contextlib.suppress(OSError, termios.error):
+            with contextlib.suppress(OSError, termios.error), _no_stop_on_terminal_output():
                 termios.tcsetattr(self._fd, termios.TCSADRAIN, self._saved)
             self._fd = self._saved = None
 
@@ -87,3 +103,17 @@ class StopKeys:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def _no_stop_on_terminal_output() -> Iterator[None]:
+    """Ignore SIGTTOU meanwhile (on the main thread only: signals are set there), so giving the
+    terminal back from the background does not stop the process."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTTOU, previous)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import io
 import os
 import pty
+import select
+import signal
+import sys
 import termios
 import threading
 import time
@@ -66,3 +69,44 @@ def test_a_pipe_or_a_string_is_not_a_terminal():
                     assert not keys.active
     finally:
         os.close(write_end)
+
+
+CHILD = """
+import os, sys
+if {background}:  # a process of the same session in a group of its own: the shell's `&`
+    if os.fork():
+        os.wait()
+        sys.exit(0)
+    os.setpgid(0, 0)
+from voiceagent.stop_keys import StopKeys
+keys = StopKeys(sys.stdin, lambda: None).start()
+print("active" if keys.active else "inactive", flush=True)
+keys.stop()
+print("done", flush=True)
+"""
+
+
+@pytest.mark.parametrize(("background", "expected"), [(False, "active"), (True, "inactive")])
+def test_a_talk_in_the_background_of_a_shell_leaves_the_terminal_alone(background, expected):
+    # The terminal is the child's controlling terminal, as a shell's is. Changing it from a
+    # background process group would stop the process (SIGTTOU): it would never print "done".
+    pid, master = pty.fork()
+    if pid == 0:  # the child
+        os.execv(sys.executable, [sys.executable, "-c", CHILD.format(background=background)])
+    output = b""
+    deadline = time.monotonic() + 30
+    try:
+        while b"done" not in output and time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.1)
+            if ready:
+                try:
+                    output += os.read(master, 1024)
+                except OSError:  # the child ended
+                    break
+    finally:
+        if b"done" not in output:
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(master)
+    lines = output.decode().split()
+    assert lines == [expected, "done"], output
