@@ -50,7 +50,7 @@ def main() -> None:
                 [sys.executable, "-m", "voiceagent", "talk", "--input", str(path),
                  "--output", str(Path(scratch) / "reply.wav"), "--jsonl", "--no-log",
                  *args.talk_arg],
-                capture_output=True, text=True, check=False,
+                stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False,
             )  # fmt: skip
             if done.returncode != 0:
                 print(f"{path.name}: exit {done.returncode}: {done.stderr.strip()}")

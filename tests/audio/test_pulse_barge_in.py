@@ -84,7 +84,8 @@ def test_speaking_over_the_reply_stops_it(pulse_server, models_env, isolated_hom
     talk = subprocess.Popen(
         [sys.executable, "-m", "voiceagent", "talk", "--jsonl", "--no-log", "--duplex", "full",
          "--max-turns", str(MAX_ATTEMPTS + 1)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
     )  # fmt: skip
     events: queue.Queue = queue.Queue()
     seen: list[dict] = []

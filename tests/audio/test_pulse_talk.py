@@ -32,7 +32,8 @@ def test_talk_from_virtual_microphone_to_virtual_speaker(
     )
     talk = subprocess.Popen(
         [sys.executable, "-m", "voiceagent", "talk", "--jsonl", "--max-turns", "1", "--no-log"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
     )  # fmt: skip
     try:
         assert talk.stdout is not None

@@ -28,7 +28,8 @@ def run_and_signal(env: dict[str, str], question: Path, output: Path, trigger: s
     talk = subprocess.Popen(
         [sys.executable, "-m", "voiceagent", "talk", "--input", str(question),
          "--output", str(output), "--jsonl"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
     )  # fmt: skip
     assert talk.stdout is not None
     seen = []

@@ -22,7 +22,7 @@ LATENCY_KEYS = ("eou", "stt", "llm_first_token", "tts_first_audio", "voice_to_vo
 def voiceagent(*args: str, env: dict[str, str], timeout_s: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "voiceagent", *args],
-        capture_output=True, text=True, env=env, timeout=timeout_s,
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env, timeout=timeout_s,
     )  # fmt: skip
 
 
@@ -241,7 +241,8 @@ def test_without_an_input_device_talk_replays_the_sample_question(env, tmp_path)
         pytest.skip("this machine has an input device")
     done = subprocess.run(
         [sys.executable, "-m", "voiceagent", "talk", "--jsonl", "--no-log"],
-        capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path,
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env, timeout=300,
+        cwd=tmp_path,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     notice = [line for line in done.stderr.splitlines() if line.startswith("voiceagent:")]

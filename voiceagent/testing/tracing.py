@@ -47,7 +47,7 @@ def traced_run(
     stacks = ["-k"] if with_stacks else []
     done = subprocess.run(
         ["strace", "-f", "-qq", *stacks, "-e", f"trace={wanted}", "-o", str(trace), *command],
-        env=env, capture_output=True, text=True, timeout=300,
+        env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     if done.returncode != 0:
         raise AssertionError(f"{command[0]} failed under strace: {done.stderr[-2000:]}")
