@@ -285,7 +285,8 @@ def test_enter_on_the_terminal_stops_the_reply(env, shared_audio, tmp_path):
     assert interrupted[0]["talked_over_ms"] == 0.0
     turn = next(e for e in events if e["event"] == "turn")
     heard = interrupted[0]["played_text"]
-    assert heard and turn["reply_text"].startswith(heard) and len(heard) < len(turn["reply_text"])
+    # The turn has the reply as written, or, cut while the LLM still wrote, as heard.
+    assert heard and turn["reply_text"].startswith(heard)
     audio, rate = soundfile.read(reply, dtype="float32")
     assert float(np.abs(audio).max()) > 0.1  # it spoke, then
     assert len(audio) / rate <= interrupted[0]["t_s"] + 0.2  # nothing after the key
