@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 
 from voiceagent.errors import UsageError
+from voiceagent.turns.spoken_numbers import MONTH_ABBREVIATIONS
 
 
 @dataclass(frozen=True)
@@ -78,12 +79,7 @@ ABBREVIATIONS = frozenset(
 )  # fmt: skip
 _OPENERS = "\"'“‘«([{*_"
 # Words that end a sentence, or take a period before a number: "in Dec. We met", "Dec. 3".
-_BEFORE_NUMBER = frozenset(
-    {
-        "jan.", "feb.", "mar.", "apr.", "jun.", "jul.", "aug.", "sep.", "sept.", "oct.", "nov.",
-        "dec.", "no.",
-    }
-)  # fmt: skip
+_BEFORE_NUMBER = frozenset({f"{name}." for name in MONTH_ABBREVIATIONS} | {"no."})
 
 
 def _is_abbreviation(text: str, period_index: int) -> bool:

@@ -100,14 +100,18 @@ _RANGE_DASH = re.compile(r"(?<=[0-9])\s?–\s?(?=[0-9])|(?<=[0-9])-(?=[0-9])")
 
 _MONTHS = ("January February March April May June July August September October November "
            "December").split()  # fmt: skip
-_MONTH_OF = {name.lower(): number for number, name in enumerate(_MONTHS, 1)} | {
+MONTH_ABBREVIATIONS = {
     "jan": 1, "feb": 2, "mar": 3, "apr": 4, "jun": 6, "jul": 7, "aug": 8, "sep": 9,
     "sept": 9, "oct": 10, "nov": 11, "dec": 12,
 }  # fmt: skip
+"""Abbreviated month names (lower case, without their period) and their numbers."""
+_MONTH_OF = {name.lower(): number for number, name in enumerate(_MONTHS, 1)} | MONTH_ABBREVIATIONS
 # Capitalised only: "may", "mar" and "dec" are words too. An abbreviation may take a period.
 _MONTH = (
     r"(?P<month>(?:" + "|".join(_MONTHS) + r")(?![A-Za-z])"
-    r"|(?:Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sept|Sep|Oct|Nov|Dec)(?![A-Za-z])\.?)"
+    r"|(?:"
+    + "|".join(name.capitalize() for name in sorted(MONTH_ABBREVIATIONS, key=len, reverse=True))
+    + r")(?![A-Za-z])\.?)"
 )
 _DAY = r"(?P<day>3[01]|[12][0-9]|0?[1-9])(?:st|nd|rd|th)?(?![0-9A-Za-z:.,][0-9A-Za-z]|[0-9])"
 _YEAR = r"(?:,?\s(?P<year>[12][0-9]{3})(?![0-9]))?"
@@ -265,21 +269,23 @@ def _date_words(month: int, day: int, year: str | None, *, day_first: bool = Fal
     return f"{words}, {year_to_words(int(year))}" if year else words
 
 
+def _month(match: re.Match[str]) -> int:
+    return _MONTH_OF[match.group("month").rstrip(".").lower()]
+
+
 def _speak_month_day(match: re.Match[str]) -> str:
-    month = _MONTH_OF[match.group("month").rstrip(".").lower()]
-    return f" {_date_words(month, int(match.group('day')), match.group('year'))} "
+    return f" {_date_words(_month(match), int(match.group('day')), match.group('year'))} "
 
 
 def _speak_day_month(match: re.Match[str]) -> str:
-    month = _MONTH_OF[match.group("month").rstrip(".").lower()]
-    words = _date_words(month, int(match.group("day")), match.group("year"), day_first=True)
+    words = _date_words(_month(match), int(match.group("day")), match.group("year"), day_first=True)
     if match.group("the") == "The":
         words = "T" + words[1:]
     return f" {words} "
 
 
 def _speak_month_year(match: re.Match[str]) -> str:
-    return f" {_MONTHS[_MONTH_OF[match.group('month').rstrip('.').lower()] - 1]} "
+    return f" {_MONTHS[_month(match) - 1]} "
 
 
 def _speak_iso_date(match: re.Match[str]) -> str:
