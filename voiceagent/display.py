@@ -252,8 +252,10 @@ def render_status(view: StatusView) -> RenderableType:
     if view.notice:
         grid.add_row("device", Text(view.notice, style="bold red"))
     if view.state != "finished":
-        keys = "Enter or Space: stop the reply · Ctrl-C: quit" if view.stop_key else None
-        grid.add_row("", Text(keys or "Ctrl-C to stop", style="dim"))
+        hint = (
+            "Enter or Space: stop the reply · Ctrl-C: quit" if view.stop_key else "Ctrl-C to stop"
+        )
+        grid.add_row("", Text(hint, style="dim"))
     return grid
 
 

@@ -78,22 +78,22 @@ class SettlingClock(FakeClock):
                 self._waits.wait(0.05)
             del self._wake_at_s[me]
 
-    def _busy(self) -> int:
+    def _all_waiting(self) -> bool:
+        """Every busy worker is waiting in model_sleep (or none is busy)."""
         assert self.models is not None
-        return sum(w.busy for w in self.models.workers.values())
+        with self._waits:
+            busy = sum(w.busy for w in self.models.workers.values())
+            return busy <= len(self._wake_at_s)
 
     async def _settle(self) -> None:
-        """Until every busy worker is waiting in model_sleep (or none is busy)."""
+        """Until every busy worker is waiting in model_sleep, and the loop took in what the
+        others returned."""
         deadline = time.monotonic() + 5.0
         while self.models is not None and time.monotonic() < deadline:
-            with self._waits:
-                waiting = len(self._wake_at_s)
-            if self._busy() <= waiting:
-                for _ in range(3):  # and the loop takes in what they returned
+            if self._all_waiting():
+                for _ in range(3):
                     await asyncio.sleep(0)
-                with self._waits:
-                    waiting = len(self._wake_at_s)
-                if self._busy() <= waiting:
+                if self._all_waiting():
                     return
             await asyncio.sleep(0.0005)
 
